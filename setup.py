@@ -1,0 +1,23 @@
+"""Install with `pip install -e .` (library) or `pip install -e .[test]` (plus the test tools)."""
+import pathlib
+
+from setuptools import find_packages, setup
+
+here = pathlib.Path(__file__).parent
+requirements = [
+    line.strip()
+    for line in (here / "requirements.txt").read_text().splitlines()
+    if line.strip() and not line.startswith("#")
+]
+
+setup(
+    name="vl4pose_jax",
+    version="0.1.0",
+    description="Active learning for pose estimation in JAX/Flax: VL4Pose, Bayesian DeepPrior + CKE and their baselines.",
+    long_description=(here / "README.md").read_text() if (here / "README.md").exists() else "",
+    long_description_content_type="text/markdown",
+    python_requires=">=3.11",
+    packages=find_packages(include=["vl4pose_jax", "vl4pose_jax.*", "experiments", "experiments.*"]),
+    install_requires=requirements,
+    extras_require={"test": ["pytest>=9.2.0", "scikit-image>=0.26.0"]},
+)

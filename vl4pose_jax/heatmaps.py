@@ -1,0 +1,165 @@
+"""Heatmaps: Gaussian targets, decoding to joint positions, and local maxima on device.
+
+Conventions: heatmaps are channels-last, `heatmaps_...xHxWxJ` (any leading batch axes);
+positions are (x, y) = (column, row) in heatmap cells, cell centres at integers. Everything is
+pure `jax.numpy`, works under `jax.jit` and `jax.vmap`, and never raises on flat, all-zero or
+non-positive maps: such maps give masked, finite results.
+
+Amplitude: targets peak at `DEFAULT_PEAK` = 30, as in the VL4Pose reference code (`hm_peak`).
+The amplitude acts as the temperature of any softmax over raw heatmap values (VL4Pose's peak
+probabilities, multi-peak entropy), so keep it fixed when comparing scores.
+
+Local maxima follow `skimage.feature.peak_local_max`: a pixel is a peak when it equals the
+maximum of its (2*min_distance+1)^2 window (no padding beyond the map), is strictly above the
+map's minimum, and is not within `min_distance` cells of the border (when `exclude_border`);
+peaks are ranked by value (ties in raster order), and a peak within `min_distance` (Chebyshev)
+of a higher-ranked kept peak is dropped (this only happens on plateaus of equal values).
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+DEFAULT_SIGMA = 1.75
+DEFAULT_PEAK = 30.0
+
+
+def gaussian_targets(joints_xy_BxJx2, visible_BxJ, height: int, width: int, *,
+                     sigma: float = DEFAULT_SIGMA, peak: float = DEFAULT_PEAK):
+    """Unnormalised Gaussian target maps, peak * exp(-d^2 / (2 sigma^2)).
+
+    Args:
+      joints_xy_BxJx2: (..., J, 2) joint positions (x, y) in heatmap cells (sub-cell precision).
+      visible_BxJ: (..., J) mask; joints with 0 get an all-zero map.
+      height, width: heatmap size in cells.
+    Returns:
+      heatmaps_BxHxWxJ: (..., H, W, J) float32 targets.
+      exists_BxJ: (..., J) bool, visible and inside the map (the joints that have a target).
+    """
+    joints = jnp.asarray(joints_xy_BxJx2, jnp.float32)
+    x, y = joints[..., 0], joints[..., 1]
+    exists = (jnp.asarray(visible_BxJ) > 0) & jnp.isfinite(x) & jnp.isfinite(y)
+    exists &= (x >= -0.5) & (x <= width - 0.5) & (y >= -0.5) & (y <= height - 0.5)
+    xs = jnp.arange(width, dtype=jnp.float32)
+    ys = jnp.arange(height, dtype=jnp.float32)
+    dx2 = (xs - jnp.where(exists, x, 0.0)[..., None]) ** 2  # (..., J, W)
+    dy2 = (ys - jnp.where(exists, y, 0.0)[..., None]) ** 2  # (..., J, H)
+    maps_JxHxW = peak * jnp.exp(-(dy2[..., :, None] + dx2[..., None, :]) / (2.0 * sigma**2))
+    maps_JxHxW = jnp.where(exists[..., None, None], maps_JxHxW, 0.0)
+    return jnp.moveaxis(maps_JxHxW, -3, -1), exists
+
+
+def argmax_xy(heatmaps_BxHxWxJ):
+    """Integer (x, y) of each map's global maximum (first in raster order), (..., J, 2) int32."""
+    maps = jnp.moveaxis(heatmaps_BxHxWxJ, -1, -3)
+    width = maps.shape[-1]
+    flat = jnp.argmax(maps.reshape(maps.shape[:-2] + (-1,)), axis=-1)
+    return jnp.stack([flat % width, flat // width], axis=-1).astype(jnp.int32)
+
+
+def decode(heatmaps_BxHxWxJ, *, window: int = 2):
+    """Joint positions from heatmaps: argmax refined by a local weighted centroid.
+
+    The centroid uses the map values clamped at 0 in a (2*window+1)^2 box around the argmax
+    (clipped at the borders), as the reference's `weight_avg_centre`; if all those weights are
+    0 (e.g. an all-zero or negative map) the integer argmax is returned.
+
+    Returns:
+      joints_xy_BxJx2: (..., J, 2) float32 (x, y) in heatmap cells.
+      confidence_BxJ: (..., J) the map value at the argmax.
+    """
+    maps = jnp.moveaxis(jnp.asarray(heatmaps_BxHxWxJ, jnp.float32), -1, -3)  # (..., J, H, W)
+    height, width = maps.shape[-2:]
+    flat_maps = maps.reshape(maps.shape[:-2] + (height * width,))
+    best_xy = argmax_xy(heatmaps_BxHxWxJ)
+    offsets = jnp.arange(-window, window + 1)
+    xs = best_xy[..., 0, None, None] + offsets[None, :]  # (..., J, 1, n)
+    ys = best_xy[..., 1, None, None] + offsets[:, None]  # (..., J, n, 1)
+    inside = (xs >= 0) & (xs < width) & (ys >= 0) & (ys < height)
+    flat_idx = jnp.clip(ys, 0, height - 1) * width + jnp.clip(xs, 0, width - 1)
+    values = jnp.take_along_axis(
+        flat_maps, flat_idx.reshape(flat_idx.shape[:-2] + (-1,)), axis=-1).reshape(flat_idx.shape)
+    weights = jnp.where(inside, jnp.maximum(values, 0.0), 0.0)
+    total = weights.sum(axis=(-2, -1))
+    safe_total = jnp.where(total > 0, total, 1.0)
+    cx = (weights * xs).sum(axis=(-2, -1)) / safe_total
+    cy = (weights * ys).sum(axis=(-2, -1)) / safe_total
+    best = best_xy.astype(jnp.float32)
+    joints = jnp.stack([jnp.where(total > 0, cx, best[..., 0]),
+                        jnp.where(total > 0, cy, best[..., 1])], axis=-1)
+    confidence = jnp.max(flat_maps, axis=-1)
+    return joints, confidence
+
+
+class Peaks(NamedTuple):
+    """Local maxima per joint, best first. Invalid slots have xy = 0 and value = 0."""
+    xy: jax.Array      # (..., J, K, 2) int32, (x, y) in heatmap cells
+    values: jax.Array  # (..., J, K) heatmap value at the peak
+    valid: jax.Array   # (..., J, K) bool
+
+
+def local_maxima(heatmaps_BxHxWxJ, num_peaks: int, *, min_distance: int = 8,
+                 exclude_border: bool | int = True, max_candidates: int | None = None) -> Peaks:
+    """Up to `num_peaks` local maxima per map, as `skimage.feature.peak_local_max` (module doc).
+
+    Args:
+      heatmaps_BxHxWxJ: (..., H, W, J) maps.
+      num_peaks: K, the number of slots returned per joint.
+      min_distance: half-width of the non-maximum-suppression window, in cells.
+      exclude_border: True excludes `min_distance` cells at each border, an int that many,
+        False none.
+      max_candidates: peaks examined before plateau suppression (default max(8 K, 32), capped
+        at H*W); only plateaus wider than this can lose peaks that skimage would return.
+    """
+    if num_peaks < 1:
+        raise ValueError(f"num_peaks must be >= 1, got {num_peaks}")
+    maps = jnp.moveaxis(jnp.asarray(heatmaps_BxHxWxJ, jnp.float32), -1, -3)  # (..., J, H, W)
+    height, width = maps.shape[-2:]
+    size = 2 * min_distance + 1
+    lead = maps.ndim - 2
+    pooled = jax.lax.reduce_window(maps, -jnp.inf, jax.lax.max, (1,) * lead + (size, size),
+                                   (1,) * (lead + 2), "SAME")
+    is_max = maps == pooled
+    trivial = jnp.all(is_max, axis=(-2, -1), keepdims=True)
+    is_peak = is_max & ~trivial & (maps > jnp.min(maps, axis=(-2, -1), keepdims=True))
+    border = min_distance if exclude_border is True else int(exclude_border)
+    if border > 0:
+        rows = jnp.arange(height)[:, None]
+        cols = jnp.arange(width)[None, :]
+        interior = ((rows >= border) & (rows < height - border)
+                    & (cols >= border) & (cols < width - border))
+        is_peak &= interior
+
+    num_cand = min(height * width, max_candidates or max(8 * num_peaks, 32))
+    flat_maps = maps.reshape(maps.shape[:-2] + (-1,))
+    scores = jnp.where(is_peak.reshape(flat_maps.shape), flat_maps, -jnp.inf)
+    cand_values, cand_idx = jax.lax.top_k(scores, num_cand)  # ties: lower index first
+    cand_valid = jnp.isfinite(cand_values)
+    cand_x, cand_y = cand_idx % width, cand_idx // width
+
+    # Greedy plateau suppression in rank order (exact skimage spacing rule for these candidates).
+    if min_distance > 1 and num_cand > 1:
+        close = ((jnp.abs(cand_x[..., :, None] - cand_x[..., None, :]) <= min_distance)
+                 & (jnp.abs(cand_y[..., :, None] - cand_y[..., None, :]) <= min_distance))
+
+        def body(i, keep):
+            earlier = jnp.arange(num_cand) < i
+            blocked = jnp.any(keep & earlier & close[..., i, :], axis=-1)
+            return keep.at[..., i].set(keep[..., i] & ~blocked)
+
+        cand_valid = jax.lax.fori_loop(1, num_cand, body, cand_valid)
+
+    # Kept candidates first (stable, so rank order is preserved), then take K slots.
+    order = jnp.argsort(~cand_valid, axis=-1, stable=True)
+    take = order[..., :num_peaks]
+    valid = jnp.take_along_axis(cand_valid, take, axis=-1)
+    values = jnp.where(valid, jnp.take_along_axis(cand_values, take, axis=-1), 0.0)
+    xs = jnp.where(valid, jnp.take_along_axis(cand_x, take, axis=-1), 0)
+    ys = jnp.where(valid, jnp.take_along_axis(cand_y, take, axis=-1), 0)
+    if num_peaks > num_cand:  # tiny maps: pad the slots that cannot hold a peak
+        pad = [(0, 0)] * (valid.ndim - 1) + [(0, num_peaks - num_cand)]
+        valid, values = jnp.pad(valid, pad), jnp.pad(values, pad)
+        xs, ys = jnp.pad(xs, pad), jnp.pad(ys, pad)
+    return Peaks(xy=jnp.stack([xs, ys], axis=-1).astype(jnp.int32), values=values, valid=valid)
