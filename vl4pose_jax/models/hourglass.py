@@ -1,0 +1,174 @@
+"""Stacked hourglass (Newell et al. 2016), the 2-D human pose network of the VL4Pose reference.
+
+Call it as a plain Flax module: `model = StackedHourglass(num_joints=14, **PRESETS['paper'].kwargs)`,
+`variables = model.init(key, images_BxHxWx3, train=False)`, then
+`out, updates = model.apply(variables, images, train=True, mutable=['batch_stats'])` for training
+or `out = model.apply(variables, images, train=False)` for inference. `out` is a dict:
+`heatmaps` (B x S x H/4 x W/4 x J, every stack's heatmaps for intermediate supervision),
+`hourglass` (B x H/4 x W/4 x C, the last stack's hourglass output), `inner` (tuple of the last
+stack's `low3` maps from the outermost level to the innermost, at 1/2, 1/4, ... of H/4), and
+`penultimate` (B x C, spatial mean of the last stack's feature block). The last three feed `AuxNet`.
+Blocks follow the reference (conv -> BN -> ReLU; pre-activation bottleneck residuals whose 1x1
+skip exists only when the width changes), with Newell's long skip from each stack's input.
+Weights are initialised as PyTorch does by default (`torch_conv`, `torch_dense`) and BatchNorm
+uses PyTorch's momentum 0.1 (Flax momentum 0.9) and eps 1e-5, so training behaves like the reference.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import flax.linen as nn
+
+# PyTorch's default kaiming_uniform(a=sqrt(5)): weights U(+-1/sqrt(fan_in)).
+_TORCH_KERNEL_INIT = nn.initializers.variance_scaling(1.0 / 3.0, 'fan_in', 'uniform')
+
+
+def _torch_bias_init(fan_in: int):
+    """PyTorch's default bias init, U(+-1/sqrt(fan_in))."""
+    bound = 1.0 / fan_in ** 0.5
+
+    def init(key, shape, dtype=jnp.float32):
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    return init
+
+
+def torch_conv(features: int, kernel: int, in_features: int, *, stride: int = 1,
+               padding: int | str | None = None, name: str | None = None) -> nn.Conv:
+    """A square conv with bias and PyTorch's default init; padding defaults to (kernel-1)//2."""
+    if padding is None:
+        padding = (kernel - 1) // 2
+    return nn.Conv(features, (kernel, kernel), strides=stride, padding=padding,
+                   kernel_init=_TORCH_KERNEL_INIT,
+                   bias_init=_torch_bias_init(in_features * kernel * kernel), name=name)
+
+
+def torch_dense(features: int, in_features: int, name: str | None = None) -> nn.Dense:
+    """A dense layer with PyTorch's default init (as `nn.Linear`)."""
+    return nn.Dense(features, kernel_init=_TORCH_KERNEL_INIT,
+                    bias_init=_torch_bias_init(in_features), name=name)
+
+
+def _batch_norm(train: bool) -> nn.BatchNorm:
+    """BatchNorm with PyTorch's defaults (momentum 0.1 == Flax 0.9, eps 1e-5)."""
+    return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)
+
+
+def _max_pool2(x_BxHxWxC):
+    return nn.max_pool(x_BxHxWxC, (2, 2), strides=(2, 2))
+
+
+def _upsample2(x_BxHxWxC):
+    """Nearest-neighbour x2 upsampling."""
+    return jnp.repeat(jnp.repeat(x_BxHxWxC, 2, axis=1), 2, axis=2)
+
+
+class ConvBlock(nn.Module):
+    """The reference's `Conv`: conv (bias, padding (k-1)//2) -> optional BN -> optional ReLU."""
+    features: int
+    kernel: int = 1
+    stride: int = 1
+    bn: bool = False
+    relu: bool = True
+
+    @nn.compact
+    def __call__(self, x_BxHxWxC, train: bool):
+        x = torch_conv(self.features, self.kernel, x_BxHxWxC.shape[-1], stride=self.stride)(x_BxHxWxC)
+        if self.bn:
+            x = _batch_norm(train)(x)
+        return nn.relu(x) if self.relu else x
+
+
+class Residual(nn.Module):
+    """Pre-activation bottleneck: BN-ReLU-1x1(F/2)-BN-ReLU-3x3(F/2)-BN-ReLU-1x1(F), plus a skip
+    that is a 1x1 conv when the input width differs from `features`, the identity otherwise."""
+    features: int
+
+    @nn.compact
+    def __call__(self, x_BxHxWxC, train: bool):
+        half = self.features // 2
+        y = nn.relu(_batch_norm(train)(x_BxHxWxC))
+        y = torch_conv(half, 1, x_BxHxWxC.shape[-1])(y)
+        y = nn.relu(_batch_norm(train)(y))
+        y = torch_conv(half, 3, half)(y)
+        y = nn.relu(_batch_norm(train)(y))
+        y = torch_conv(self.features, 1, half)(y)
+        if x_BxHxWxC.shape[-1] == self.features:
+            skip = x_BxHxWxC
+        else:
+            skip = torch_conv(self.features, 1, x_BxHxWxC.shape[-1], name='skip')(x_BxHxWxC)
+        return y + skip
+
+
+class Hourglass(nn.Module):
+    """One hourglass of `depth` levels. Returns (output B x H x W x C, `low3` maps from this level
+    down to the innermost, at H/2, H/4, ..., H/2**depth)."""
+    depth: int
+    features: int
+
+    @nn.compact
+    def __call__(self, x_BxHxWxC, train: bool):
+        up1 = Residual(self.features, name='up1')(x_BxHxWxC, train)
+        low = Residual(self.features, name='low1')(_max_pool2(x_BxHxWxC), train)
+        if self.depth > 1:
+            low, deeper = Hourglass(self.depth - 1, self.features, name='low2')(low, train)
+        else:
+            low, deeper = Residual(self.features, name='low2')(low, train), ()
+        low3 = Residual(self.features, name='low3')(low, train)
+        return up1 + _upsample2(low3), (low3,) + deeper
+
+
+class StackedHourglass(nn.Module):
+    """Stacked hourglass; see the module docstring for the output dict.
+
+    The stem is conv7x7/2 (C/4, BN, ReLU) -> Residual(C/2) -> maxpool 2 -> Residual(C/2) ->
+    Residual(C): the reference's fixed widths 64 and 128 are C/4 and C/2 of its C=256, and that
+    ratio is kept for other widths (the tiny preset's C=32 gives 8 and 16).
+    Heatmaps are raw conv outputs (no activation), in cells of the H/4 x W/4 grid.
+    """
+    num_joints: int
+    num_stacks: int = 2
+    channels: int = 256
+    depth: int = 4
+
+    @nn.compact
+    def __call__(self, images_BxHxWx3, train: bool):
+        C = self.channels
+        x = ConvBlock(C // 4, kernel=7, stride=2, bn=True, name='stem_conv')(images_BxHxWx3, train)
+        x = Residual(C // 2, name='stem_res1')(x, train)
+        x = _max_pool2(x)
+        x = Residual(C // 2, name='stem_res2')(x, train)
+        x = Residual(C, name='stem_res3')(x, train)
+
+        stack_heatmaps = []
+        for s in range(self.num_stacks):
+            hourglass_BxhxwxC, inner = Hourglass(self.depth, C, name=f'hourglass_{s}')(x, train)
+            feat = Residual(C, name=f'features_res_{s}')(hourglass_BxhxwxC, train)
+            feat = ConvBlock(C, bn=True, name=f'features_conv_{s}')(feat, train)
+            heatmaps_BxhxwxJ = ConvBlock(self.num_joints, relu=False, name=f'heatmaps_{s}')(feat, train)
+            stack_heatmaps.append(heatmaps_BxhxwxJ)
+            if s < self.num_stacks - 1:
+                x = (x + ConvBlock(C, relu=False, name=f'merge_preds_{s}')(heatmaps_BxhxwxJ, train)
+                     + ConvBlock(C, relu=False, name=f'merge_features_{s}')(feat, train))
+
+        return dict(heatmaps=jnp.stack(stack_heatmaps, axis=1),
+                    hourglass=hourglass_BxhxwxC,
+                    inner=inner,
+                    penultimate=feat.mean(axis=(1, 2)))
+
+
+class Preset(NamedTuple):
+    """Module kwargs (besides `num_joints`) with the square input and heatmap sizes in pixels."""
+    kwargs: dict
+    input_size: int
+    heatmap_size: int
+
+
+PAPER = dict(num_stacks=2, channels=256, depth=4)
+TINY = dict(num_stacks=2, channels=32, depth=2)
+PRESETS = {
+    'paper': Preset(PAPER, input_size=256, heatmap_size=64),
+    'tiny': Preset(TINY, input_size=64, heatmap_size=16),
+}
