@@ -35,14 +35,16 @@ def _torch_bias_init(fan_in: int):
     return init
 
 
-def torch_conv(features: int, kernel: int, in_features: int, *, stride: int = 1,
-               padding: int | str | None = None, name: str | None = None) -> nn.Conv:
-    """A square conv with bias and PyTorch's default init; padding defaults to (kernel-1)//2."""
+def torch_conv(features: int, kernel: int | tuple[int, int], in_features: int, *,
+               stride: int = 1, padding: int | str | None = None,
+               name: str | None = None) -> nn.Conv:
+    """A conv with bias and PyTorch's default init; padding defaults to (k-1)//2 per side."""
+    kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
     if padding is None:
-        padding = (kernel - 1) // 2
-    return nn.Conv(features, (kernel, kernel), strides=stride, padding=padding,
+        padding = ((kh - 1) // 2, (kw - 1) // 2)
+    return nn.Conv(features, (kh, kw), strides=stride, padding=padding,
                    kernel_init=_TORCH_KERNEL_INIT,
-                   bias_init=_torch_bias_init(in_features * kernel * kernel), name=name)
+                   bias_init=_torch_bias_init(in_features * kh * kw), name=name)
 
 
 def torch_dense(features: int, in_features: int, name: str | None = None) -> nn.Dense:
