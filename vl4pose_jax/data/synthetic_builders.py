@@ -1,0 +1,2 @@
+"""placeholder"""
+SYNTHETIC_BUILDERS = {}
