@@ -481,15 +481,16 @@ def _body_unit(joints_px: np.ndarray) -> float:
 
 
 def _fit_sampled_pose(body: np.ndarray, rng, size: int) -> tuple[np.ndarray, float]:
-    """Scale body units to pixels (person 60-85 % of the image high) and place it inside."""
-    margin = max(2.0, 0.04 * size)
-    scale = _u(0.60, 0.85, rng) * size / _NOMINAL_HEIGHT
+    """Scale body units to pixels (standing height 60-85 % of the image) and place the pose
+    inside with a 5 % margin. Done in image units (0..1 across the image, pixel x = u S - 1/2)
+    so that the same example at another size is the same scene."""
+    margin = 0.05
+    scale = _u(0.60, 0.85, rng) / _NOMINAL_HEIGHT
     lo, hi = body.min(0), body.max(0)
-    avail = size - 1 - 2 * margin
-    scale = min(scale, avail / max(float((hi - lo).max()), 1e-9))
-    offset = np.array([_u(margin - lo[0] * scale, size - 1 - margin - hi[0] * scale, rng),
-                       _u(margin - lo[1] * scale, size - 1 - margin - hi[1] * scale, rng)])
-    return body * scale + offset, scale * _NOMINAL_HEIGHT
+    scale = min(scale, (1.0 - 2 * margin) / max(float((hi - lo).max()), 1e-9))
+    offset = np.array([_u(margin - lo[0] * scale, 1.0 - margin - hi[0] * scale, rng),
+                       _u(margin - lo[1] * scale, 1.0 - margin - hi[1] * scale, rng)])
+    return (body * scale + offset) * size - 0.5, scale * _NOMINAL_HEIGHT * size
 
 
 def _bit(*names):
