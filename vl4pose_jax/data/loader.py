@@ -133,12 +133,16 @@ class _Subset:
         return self._source[int(self._indices[int(i)])]
 
 
-def load(name: str, split: str, *, data_dir=None, config=None) -> Source:
+def load(name: str, split: str, *, data_dir=None, config=None,
+         build_if_missing: bool = False) -> Source:
     """Open one split of a built dataset. Raises `DatasetNotPreparedError` (naming the command
     that builds it) when it has not been built into `data_dir` (default: `$VL4POSE_DATA_DIR`,
-    else ~/tensorflow_datasets)."""
+    else ~/tensorflow_datasets). `build_if_missing=True` builds the synthetic sets (which need
+    no download) on first use instead."""
     sp = spec(name)
     builder = builders.get_builder(name, data_dir=data_dir, config=config)
+    if not builder.is_prepared() and build_if_missing and name.startswith("synthetic"):
+        builder = builders.build(name, data_dir=data_dir, config=config)
     if not builder.is_prepared():
         raise builders.DatasetNotPreparedError(
             f"dataset {name!r}{'' if config is None else f' (config {config!r})'} is not built in "
