@@ -182,3 +182,23 @@ def test_hand_crop_of_a_synthetic_blob():
     # joints: u_n = (u - u_c) / (fx * 125 / d_c)
     np.testing.assert_allclose(out["joints"][1, 0], 10 / (241.42 * 125 / 400), atol=0.01)
     np.testing.assert_allclose(out["joints"][0, 2], 10 / 125, atol=0.01)
+
+
+def test_hand_training_jitter_keeps_targets_in_mm():
+    intr = hands.INTRINSICS["icvl"]
+    depth = np.zeros((240, 320), np.uint16)
+    yy, xx = np.mgrid[:240, :320]
+    depth[(xx - 150) ** 2 + (yy - 130) ** 2 < 25**2] = 450
+    joints = np.array([[150, 130, 455], [160, 120, 450], [140, 140, 460]], np.float32)
+    ex = dict(depth=depth, joints=joints, visibility=np.ones(3, np.int8))
+    plain = hands.hand_transform(ex, intrinsics=intr, cube_mm=250.0)
+    a = hands.hand_transform(ex, np.random.default_rng(1), intrinsics=intr, cube_mm=250.0, train=True)
+    b = hands.hand_transform(ex, np.random.default_rng(1), intrinsics=intr, cube_mm=250.0, train=True)
+    np.testing.assert_array_equal(a["depth"], b["depth"])
+    assert not np.allclose(a["joints"], plain["joints"])
+    assert a["cube_mm"] != 250.0
+    truth = hands.uvd_to_xyz(joints[None].astype(np.float64), intr)
+    for out in (plain, a):
+        xyz = hands.normalised_uvd_to_xyz_mm(out["joints"][None], out["center_uvd"][None],
+                                             np.array([out["cube_mm"]]), intr)
+        np.testing.assert_allclose(xyz, truth, atol=0.01)

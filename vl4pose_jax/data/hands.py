@@ -138,9 +138,16 @@ def crop_depth(depth_HxW_mm, center_uvd, cube_mm, intrinsics, size: int = CROP_S
     return norm.astype(np.float32)
 
 
-def hand_transform(example, *, intrinsics, cube_mm: float, size: int = CROP_SIZE,
-                   depth_decoder=None):
+def hand_transform(example, rng: np.random.Generator | None = None, *, intrinsics,
+                   cube_mm: float, size: int = CROP_SIZE, depth_decoder=None,
+                   train: bool = False, center_jitter_mm: float = 8.0,
+                   cube_jitter: float = 0.1):
     """One stored hand example -> one example of the hand batch contract.
+
+    Training augmentation (`train=True`, needs `rng`) moves the crop centre by up to
+    `center_jitter_mm` in x, y and z and scales the cube by 1 + U(-cube_jitter, cube_jitter).
+    Both are carried by the returned `center_uvd` / `cube_mm`, so the targets still convert to
+    the hand's true mm coordinates.
 
     Args:
       example: dict with `depth` (encoded PNG bytes, or an (H, W) uint16 mm array), `joints`
@@ -158,6 +165,13 @@ def hand_transform(example, *, intrinsics, cube_mm: float, size: int = CROP_SIZE
     joints = np.asarray(example["joints"], np.float32)
     visibility = np.asarray(example["visibility"])
     center = hand_center(depth, joints, visibility, intrinsics, cube_mm)
+    if train:
+        if rng is None:
+            raise ValueError("train=True needs an rng")
+        xyz = uvd_to_xyz(center[None].astype(np.float64), intrinsics)[0]
+        xyz = xyz + rng.uniform(-center_jitter_mm, center_jitter_mm, size=3)
+        center = xyz_to_uvd(xyz[None], intrinsics)[0].astype(np.float32)
+        cube_mm = float(cube_mm) * (1.0 + float(rng.uniform(-cube_jitter, cube_jitter)))
     crop = crop_depth(depth, center, cube_mm, intrinsics, size)
     norm = normalise_uvd(joints[None].astype(np.float64), center[None].astype(np.float64),
                          np.asarray([cube_mm], np.float64), intrinsics)[0]

@@ -164,11 +164,11 @@ class _HumanOp:
 
 
 class _HandOp:
-    def __init__(self, **kwargs):
-        self.kwargs = kwargs
+    def __init__(self, train, **kwargs):
+        self.train, self.kwargs = train, kwargs
 
     def __call__(self, example, rng=None):
-        return hands.hand_transform(example, **self.kwargs)
+        return hands.hand_transform(example, rng, train=self.train, **self.kwargs)
 
 
 class _RandomOp(gp.RandomMapTransform):
@@ -204,8 +204,9 @@ def make_loader(source: Source, *, batch_size: int, seed: int = 0, train: bool,
                 shard_options=None, **transform_kwargs):
     """A grain DataLoader of batches (module doc) over `source` (or its `indices`).
 
-    Defaults follow `train`: training shuffles, repeats forever, augments and drops the last
-    partial batch; otherwise one pass in record order, no augmentation, the partial batch kept.
+    Defaults follow `train`: training shuffles, repeats forever, augments (people: flip,
+    rotation, zoom, shift; hands: crop-centre and cube jitter, see `hands.hand_transform`) and
+    drops the last partial batch; otherwise one pass in record order, no augmentation, the partial batch kept.
     `image_size` is the human crop size S (default 256) or the hand crop (default 128).
     `shard_options` (e.g. `grain.python.ShardByJaxProcess()`) splits records over hosts.
     """
@@ -223,9 +224,9 @@ def make_loader(source: Source, *, batch_size: int, seed: int = 0, train: bool,
                       **transform_kwargs)
         random = train
     else:
-        fn = _HandOp(intrinsics=source.spec.intrinsics, cube_mm=source.spec.cube_mm,
+        fn = _HandOp(train, intrinsics=source.spec.intrinsics, cube_mm=source.spec.cube_mm,
                      size=image_size or hands.CROP_SIZE, **transform_kwargs)
-        random = False
+        random = train
     sampler = gp.IndexSampler(num_records=len(data), shard_options=shard_options or gp.NoSharding(),
                               shuffle=shuffle, num_epochs=num_epochs, seed=int(seed))
     return gp.DataLoader(data_source=data, sampler=sampler,
