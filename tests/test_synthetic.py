@@ -223,6 +223,16 @@ def test_real_lspet_poses_render(shared_data):
         assert ex["image"].std() > 10
 
 
+def test_many_small_examples_are_valid():
+    """A sweep over indices and kinds: no failures, joints always inside the image."""
+    for ex in sy.human_examples(21, 240, image_size=32, ood_fraction=0.5):
+        j = ex["joints"]
+        assert np.all(j >= 0.5) and np.all(j <= 30.5), ex["id"]
+    for ex in sy.hand_examples(21, 45, ood_fraction=0.67):
+        u, v = ex["joints"][:, 0], ex["joints"][:, 1]
+        assert np.all((u >= 0) & (u <= 319) & (v >= 0) & (v <= 239)), ex["id"]
+
+
 # -------------------------------------------------------------------------------------- hands
 
 def test_hand_is_deterministic_and_seeded():

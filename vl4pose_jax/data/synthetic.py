@@ -488,8 +488,9 @@ def _fit_sampled_pose(body: np.ndarray, rng, size: int) -> tuple[np.ndarray, flo
     scale = _u(0.60, 0.85, rng) / _NOMINAL_HEIGHT
     lo, hi = body.min(0), body.max(0)
     scale = min(scale, (1.0 - 2 * margin) / max(float((hi - lo).max()), 1e-9))
-    offset = np.array([_u(margin - lo[0] * scale, 1.0 - margin - hi[0] * scale, rng),
-                       _u(margin - lo[1] * scale, 1.0 - margin - hi[1] * scale, rng)])
+    first = margin - lo * scale
+    room = np.maximum((1.0 - margin - hi * scale) - first, 0.0)  # >= 0 up to rounding
+    offset = first + room * rng.uniform(size=2)
     return (body * scale + offset) * size - 0.5, scale * _NOMINAL_HEIGHT * size
 
 
@@ -583,20 +584,24 @@ def _render_person(canvas: _Canvas, joints: np.ndarray, unit: float, look: dict)
     arm(near)
 
 
+def _first_shapes(canvas: _Canvas, num_joints: int) -> np.ndarray:
+    """(J,) id of the first labelled shape containing each joint (len(shapes) if none)."""
+    masks = np.asarray(canvas.joints_of, np.int64)
+    contains = (masks[:, None] >> np.arange(num_joints)) & 1  # (shapes, J)
+    return np.where(contains.any(0), contains.argmax(0), len(masks))
+
+
 def _visibility_from_labels(canvas: _Canvas, joints: np.ndarray, first_id: np.ndarray):
-    """0 where the pixel's top shape came after the joint's first shape and lacks the joint."""
+    """(J,) int8: -1 absent; 0 where the shape on top at the joint's nearest pixel was drawn
+    after the joint's first shape and does not contain the joint; else 1."""
     s = canvas.size
-    vis = np.ones(len(joints), np.int8)
-    for j, (x, y) in enumerate(joints):
-        if not (np.isfinite(x) and np.isfinite(y)):
-            vis[j] = -1
-            continue
-        col = min(max(int(round(float(x))), 0), s - 1)
-        row = min(max(int(round(float(y))), 0), s - 1)
-        top = int(canvas.labels[row, col])
-        if top > first_id[j] and not (canvas.joints_of[top] >> j) & 1:
-            vis[j] = 0
-    return vis
+    present = np.all(np.isfinite(joints), axis=1)
+    cols = np.clip(np.rint(np.where(present, joints[:, 0], 0)), 0, s - 1).astype(np.intp)
+    rows = np.clip(np.rint(np.where(present, joints[:, 1], 0)), 0, s - 1).astype(np.intp)
+    top = canvas.labels[rows, cols].astype(np.int64)
+    contains = (np.asarray(canvas.joints_of, np.int64)[top] >> np.arange(len(joints))) & 1
+    occluded = (top > first_id) & (contains == 0)
+    return np.where(present, np.where(occluded, 0, 1), -1).astype(np.int8)
 
 
 def _background(rng, size: int, palette: np.ndarray, canvas_cls=_Canvas) -> _Canvas:
@@ -676,15 +681,8 @@ def _human(seed: int, index: int, image_size: int, ood_kind: str, pose, occluder
     look = _person_look(scene, palette)
     canvas = _background(scene, size, palette)
     canvas.labelling = True
-    person_start = len(canvas.joints_of)
     _render_person(canvas, joints, unit, look)
-    # First shape containing each joint (its layer).
-    first_id = np.full(NUM_HUMAN_JOINTS, len(canvas.joints_of), np.int64)
-    for sid in range(person_start, len(canvas.joints_of)):
-        m = canvas.joints_of[sid]
-        for j in range(NUM_HUMAN_JOINTS):
-            if (m >> j) & 1 and first_id[j] > sid:
-                first_id[j] = sid
+    first_id = _first_shapes(canvas, NUM_HUMAN_JOINTS)  # each joint's layer
 
     # Occluders: hard-edged flat objects in front of the person, near a random joint.
     num_occ = 0 if scene.uniform() < 0.5 else (1 if scene.uniform() < 0.7 else 2)
@@ -883,10 +881,6 @@ def _hand_capsules(xyz: np.ndarray, scale: float, forearm_len: float, forearm_r:
     palm = xyz[0]
     roots = xyz[[4, 7, 10, 13]]
     up = _unit(roots.mean(0) - palm)  # towards the fingers
-    across = _unit(xyz[13] - xyz[4])  # index -> little
-    normal = _unit(np.cross(across, up))
-    if normal[2] > 0:  # the side facing the camera is not needed; keep it consistent
-        normal = -normal
     wrist = palm - up * 28.0 * scale
     segs = []
     for f in range(5):
