@@ -13,7 +13,8 @@ grey PNG bytes, mm, 0 = no reading; NYU's RGB packing is converted), `joints` (J
 (u px, v px, d mm), `visibility` (J,) int8, `ood`.
 
 Splits (every dataset has `pool` and `test`; `train` is a fixed initial labelled set):
-  lsp   train = LSP 1-1000, pool = LSPET (10,000), test = LSP 1001-2000
+  lsp   train = LSP 1-1000, pool = LSPET (10,000; ids "lspet/im00001.jpg#0"), test = LSP
+        1001-2000
   lspet pool / test: a stable hash of the image name puts ~12 % of the images whose torso is
         labelled in `test` (the same image always lands in the same split, whatever subset of
         the images is present); everything else is `pool`.
