@@ -520,7 +520,7 @@ def _render_person(canvas: _Canvas, joints: np.ndarray, unit: float, look: dict)
     far = "r" if near == "l" else "l"
     r_uarm, r_farm, r_thigh, r_shin = (f * unit for f in (0.032, 0.027, 0.046, 0.036))
 
-    # Body axis and the direction the feet point (sideways, towards the near side).
+    # Body axis; feet point sideways (either way) from the ankles.
     if has("neck", "lhip", "rhip"):
         down = (P("lhip") + P("rhip")) / 2 - P("neck")
     elif has("lsho", "lhip"):
@@ -604,7 +604,7 @@ def _visibility_from_labels(canvas: _Canvas, joints: np.ndarray, first_id: np.nd
     return np.where(present, np.where(occluded, 0, 1), -1).astype(np.int8)
 
 
-def _background(rng, size: int, palette: np.ndarray, canvas_cls=_Canvas) -> _Canvas:
+def _background(rng, size: int, palette: np.ndarray) -> _Canvas:
     """Gradient + smooth colour noise + clutter (rectangles, blobs, sticks, a floor)."""
     c0, c1 = palette[rng.integers(32)], palette[rng.integers(32)]
     theta = _u(0, 2 * math.pi, rng)
@@ -617,7 +617,7 @@ def _background(rng, size: int, palette: np.ndarray, canvas_cls=_Canvas) -> _Can
     grid = (c0[:, None, None] + t[None] * (c1 - c0)[:, None, None]
             + rng.uniform(-1.0, 1.0, (3, k, k)) * _u(10, 40, rng))
     image = _upsample_grid(grid, size, size)
-    canvas = canvas_cls(image)
+    canvas = _Canvas(image)
     if rng.uniform() < 0.5:  # floor
         top = _u(0.55, 0.85, rng) * size
         canvas.rect(0, top, size, size, palette[rng.integers(32)] * 0.8, gradient=0.15)
@@ -667,8 +667,10 @@ def _human(seed: int, index: int, image_size: int, ood_kind: str, pose, occluder
         given = np.asarray(pose, np.float64)
         if given.shape != (NUM_HUMAN_JOINTS, 2):
             raise ValueError(f"human pose must be (14, 2), got {given.shape}")
+        present = np.all(np.isfinite(given), axis=1)
+        if not present.any():
+            raise ValueError("human pose has no present (finite) joint")
         if ood_kind == "rare_pose":
-            present = np.all(np.isfinite(given), axis=1)
             centre = (given[present].min(0) + given[present].max(0)) / 2
             ang = math.radians(_u(150, 210, scene))
             rot = np.array([[math.cos(ang), -math.sin(ang)], [math.sin(ang), math.cos(ang)]])
@@ -768,7 +770,6 @@ def human_examples(seed: int, num: int, *, image_size: int = 128, ood_fraction: 
 # ---------------------------------------------------------------------------------------------
 # Hands: a kinematic hand in camera millimetres, z-buffered capsules, a depth sensor model.
 
-_FINGER_NAMES = ("thumb", "index", "middle", "ring", "little")
 # Local hand frame (mm): x towards the little finger, y from the fingers towards the wrist,
 # z away from the camera (palm faces the camera); origin = the "palm" joint.
 _ROOTS = np.array([[-25.0, 14.0, 3.0], [-31.0, -48.0, 0.0], [-9.0, -54.0, 0.0],
@@ -977,16 +978,16 @@ def _hand(seed: int, index: int, ood_kind: str, pose) -> dict:
     appearance = int(scene.integers(3)) if ood_kind == "appearance" else -1
     # Background: nothing (no reading) or a tilted wall beyond 700 mm, maybe with boxes.
     palm_z = float(xyz[0, 2])
+    gu, gv = _u(-1.0, 1.0, scene), _u(-1.0, 1.0, scene)  # wall tilt, mm per pixel
     if appearance == 2:  # close clutter right behind the hand
         wall = palm_z + _u(70, 160, scene)
         use_wall = True
-    else:
-        wall = _u(720, 1500, scene)
+    else:  # nearest point of the wall beyond 705 mm
+        wall = _u(705, 1400, scene) + abs(gu) * cols / 2 + abs(gv) * rows / 2
         use_wall = scene.uniform() < 0.6
     if use_wall:
-        gu, gv = _u(-1.5, 1.5, scene), _u(-1.5, 1.5, scene)
-        plane = (np.float32(wall) + np.float32(gu) * (_arange(cols) - np.float32(cols / 2))
-                 + np.float32(gv) * (_arange(rows) - np.float32(rows / 2))[:, None])
+        plane = (wall + gu * (_arange(cols) - cols / 2)
+                 + gv * (_arange(rows) - rows / 2)[:, None])
         np.minimum(depth, plane, out=depth)
         nbox = int(scene.integers(0, 4)) if appearance != 2 else int(scene.integers(4, 9))
         for _ in range(nbox):
