@@ -194,7 +194,12 @@ def heatmap_candidates(heatmaps_BxHxWxJ, *, num_peaks: int, min_distance: int = 
     first = jnp.arange(num_peaks) == 0
     none = ~jnp.any(peaks.valid, axis=-1, keepdims=True)  # (..., J, 1)
     fallback = none & first
-    xy = jnp.where(fallback[..., None], hm.argmax_xy(heatmaps_BxHxWxJ)[..., None, :], peaks.xy)
+    # The global argmax is costly on CPU and rarely needed: compute it only when some joint lacks
+    # a maximum (under an outer vmap, lax.cond evaluates both branches; the result is the same).
+    best_xy = jax.lax.cond(jnp.any(none), hm.argmax_xy,
+                           lambda h: jnp.zeros(h.shape[:-3] + h.shape[-1:] + (2,), jnp.int32),
+                           heatmaps_BxHxWxJ)
+    xy = jnp.where(fallback[..., None], best_xy[..., None, :], peaks.xy)
     valid = peaks.valid | fallback
     values = jnp.where(peaks.valid, peaks.values, 0.0)
     top = jnp.max(jnp.where(valid, values, -jnp.inf), axis=-1, keepdims=True)
@@ -216,14 +221,21 @@ def _pairwise_log_density(xy_NxJxKx2, link_params_NxLx2, skeleton):
 # ----------------------------------------------------------------------------------------------
 # The tree programme.
 
+def _first_argmax(values_xK, top_x):
+    """Index of the first entry equal to the max (jnp.argmax semantics, cheaper on CPU)."""
+    size = values_xK.shape[-1]
+    slots = jnp.arange(size, dtype=jnp.int32)
+    return jnp.min(jnp.where(values_xK == top_x[..., None], slots, size), axis=-1)
+
+
 def _upward(unary_NxJxK, valid_NxJxK, pair_NxLxKxK, skeleton, reduce):
     """Bottom-up pass, one scan step per link (deepest child first).
 
     Each joint c accumulates `incoming[c]`, the sum of its children's messages. At link (p, c):
     belief_c(b) = unary_c(b) + incoming_c(b); message m(a) = AGG_b [pair(a, b) + belief_c(b)]
     over c's valid candidates, added to incoming[p]. AGG is a sum ("sum": the reference's plain
-    sum) or a max ("max": max-product). Returns the root's aggregate and, for "max", each link's
-    argmax table (L, N, K_parent) in bottom-up order.
+    sum) or a max ("max", "argmax": max-product). Returns the root's aggregate and, for "argmax",
+    the root's best slot and each link's argmax table (L, N, K_parent) in bottom-up order.
     """
     order = jnp.asarray(skeleton.links_bottom_up)
     link_parent = jnp.asarray(skeleton.link_parent)[order]
@@ -237,11 +249,11 @@ def _upward(unary_NxJxK, valid_NxJxK, pair_NxLxKxK, skeleton, reduce):
         total = pair + belief_c[:, None, :]  # (N, K_parent, K_child)
         if reduce == "sum":
             message = jnp.sum(jnp.where(valid_c, total, 0.0), axis=-1)
-            best = jnp.zeros(message.shape, jnp.int32)
+            best = None
         else:
             masked = jnp.where(valid_c, total, -jnp.inf)
             message = jnp.max(masked, axis=-1)
-            best = jnp.argmax(masked, axis=-1).astype(jnp.int32)
+            best = _first_argmax(masked, message) if reduce == "argmax" else None
         incoming = incoming.at[:, parent].add(message)
         return incoming, best
 
@@ -253,7 +265,8 @@ def _upward(unary_NxJxK, valid_NxJxK, pair_NxLxKxK, skeleton, reduce):
     if reduce == "sum":
         return jnp.sum(jnp.where(valid_root, belief_root, 0.0), axis=-1), None, None
     masked = jnp.where(valid_root, belief_root, -jnp.inf)
-    return jnp.max(masked, axis=-1), jnp.argmax(masked, axis=-1).astype(jnp.int32), best
+    top = jnp.max(masked, axis=-1)
+    return top, (_first_argmax(masked, top) if reduce == "argmax" else None), best
 
 
 def _downward(root_choice_N, best_LxNxK, skeleton, num_joints):
@@ -317,7 +330,7 @@ def decode_candidates(xy_BxJxKx2, valid_BxJxK, log_prob_BxJxK, link_params_BxLx2
     unary, _ = _flatten(jnp.where(valid_BxJxK, jnp.asarray(log_prob_BxJxK, jnp.float32), 0.0), 2)
     params, _ = _flatten(jnp.asarray(link_params_BxLx2, jnp.float32), 2)
     pair = _pairwise_log_density(xy, params, skeleton)
-    score, root_choice, best = _upward(unary, valid, pair, skeleton, "max")
+    score, root_choice, best = _upward(unary, valid, pair, skeleton, "argmax")
     choice = _downward(root_choice, best, skeleton, skeleton.num_joints)
     return choice.reshape(lead + choice.shape[-1:]), score.reshape(lead)
 
