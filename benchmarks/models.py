@@ -1,0 +1,102 @@
+"""Model speed: hourglass + auxiliary net forward, hourglass train step, DeepPrior MC dropout.
+
+Prints one JSON object. Timings are after compilation, median of `--repeats` timed calls, with
+`block_until_ready`. Run: `python benchmarks/models.py [--preset=paper] [--batch=16]`.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from vl4pose_jax import models, skeletons, train
+from vl4pose_jax.models import deepprior
+
+
+def _time(fn, repeats):
+    jax.block_until_ready(fn())  # compile and warm up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def hourglass(preset: str, batch: int, repeats: int):
+    skeleton = skeletons.lsp14
+    config = models.PRESETS[preset]
+    model = models.StackedHourglass(num_joints=skeleton.num_joints, **config.kwargs)
+    aux = models.AuxNet(head="vl4pose_heatmap", num_links=skeleton.num_links)
+    tx = optax.adam(train.HOURGLASS_LR)
+    state = train.init_heatmap_state(model, aux, jax.random.key(0), config.input_size, tx, tx)
+    rng = np.random.default_rng(0)
+    size, hm = config.input_size, config.heatmap_size
+    batch_data = {
+        "image": jnp.asarray(rng.random((batch, size, size, 3), np.float32)),
+        "heatmaps": jnp.asarray(rng.random((batch, hm, hm, skeleton.num_joints), np.float32)),
+        "joints": jnp.asarray(rng.uniform(0, hm - 1, (batch, skeleton.num_joints, 2)), jnp.float32),
+        "visible": jnp.ones((batch, skeleton.num_joints), jnp.float32),
+    }
+    predict = train.make_heatmap_predict(model, aux)
+    forward_s = _time(lambda: predict(state, batch_data["image"]), repeats)
+    step = train.make_heatmap_train_step(model, aux, tx, tx, skeleton=skeleton)
+    holder = {"state": state}
+
+    def one_step():
+        holder["state"], logs = step(holder["state"], batch_data)
+        return logs
+
+    train_s = _time(one_step, repeats)
+    return {
+        "preset": preset, "batch": batch, "input_size": size,
+        "params_hourglass": models.count_params({"params": state.params}),
+        "params_auxnet": models.count_params({"params": state.aux_params}),
+        "forward_images_per_s": batch / forward_s, "forward_ms_per_image": 1e3 * forward_s / batch,
+        "train_step_images_per_s": batch / train_s,
+        "train_step_ms_per_image": 1e3 * train_s / batch,
+    }
+
+
+def deepprior_mc(batch: int, num_samples: int, repeats: int):
+    model = models.DeepPrior(num_joints=skeletons.icvl16.num_joints, dropout="C", aleatoric=True)
+    depth = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (batch, 128, 128, 1)), jnp.float32)
+    variables = model.init(jax.random.key(0), depth[:1])
+    run = jax.jit(lambda v, d, k: deepprior.mc_predict(model, v, d, k, num_samples=num_samples))
+    seconds = _time(lambda: run(variables, depth, jax.random.key(1)), repeats)
+    return {"batch": batch, "mc_samples": num_samples, "images_per_s": batch / seconds,
+            "forward_passes_per_s": batch * num_samples / seconds}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--preset", default="paper", choices=sorted(models.PRESETS))
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--mc_batch", type=int, default=64)
+    parser.add_argument("--mc_samples", type=int, default=70)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    result = {
+        "benchmark": "models",
+        "date": datetime.date.today().isoformat(),
+        "backend": jax.default_backend(),
+        "devices": [str(d) for d in jax.devices()],
+        "cpu_count": os.cpu_count(),
+        "machine": platform.processor() or platform.machine(),
+        "jax": jax.__version__,
+        "hourglass": hourglass(args.preset, args.batch, args.repeats),
+        "deepprior_mc_dropout": deepprior_mc(args.mc_batch, args.mc_samples, args.repeats),
+    }
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
