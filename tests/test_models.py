@@ -2,9 +2,9 @@
 big models are never run), PyTorch-style init, BatchNorm modes, aux-net gradient isolation and
 MC dropout.
 
-XLA on CPU compiles random-number code slowly (a tiny hourglass `init` takes ~15 s), so the
-runtime tests fill variables from numpy (`_numpy_variables`) and check the real initialisers on
-single layers.
+XLA on CPU compiles random-number code slowly (the tiny hourglass's `init` alone takes 10-15 s
+of compilation), so the runtime tests fill variables from numpy (`_numpy_variables`) and check
+the real initialisers on single layers.
 """
 import functools
 import math
@@ -39,8 +39,8 @@ def _relu(x):
 
 
 def _numpy_variables(module, *args, seed=0, **kwargs):
-    """Variables shaped as `module.init(key, *args, **kwargs)`, filled without jax RNG: kernels and
-    biases U(+-1/sqrt(fan_in)), BatchNorm scale and running var 1, running mean 0."""
+    """Variables shaped as `module.init(key, *args, **kwargs)`, filled without jax RNG: kernels
+    U(+-1/sqrt(fan_in)), biases U(+-0.5), BatchNorm scale and running var 1, running mean 0."""
     shapes = jax.eval_shape(lambda: module.init(jax.random.PRNGKey(0), *args, **kwargs))
     rng = np.random.default_rng(seed)
 
@@ -50,7 +50,7 @@ def _numpy_variables(module, *args, seed=0, **kwargs):
             return jnp.ones(leaf.shape, leaf.dtype)
         if name == 'mean':
             return jnp.zeros(leaf.shape, leaf.dtype)
-        bound = 1 / math.sqrt(math.prod(leaf.shape[:-1]) or leaf.shape[-1])
+        bound = 1 / math.sqrt(math.prod(leaf.shape[:-1])) if leaf.ndim > 1 else 0.5
         return jnp.asarray(rng.uniform(-bound, bound, leaf.shape), leaf.dtype)
 
     return jax.tree_util.tree_map_with_path(fill, shapes)
