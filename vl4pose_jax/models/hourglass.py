@@ -54,7 +54,9 @@ def torch_dense(features: int, in_features: int, name: str | None = None) -> nn.
 
 
 def _batch_norm(train: bool) -> nn.BatchNorm:
-    """BatchNorm with PyTorch's defaults (momentum 0.1 == Flax 0.9, eps 1e-5)."""
+    """BatchNorm with PyTorch's defaults (momentum 0.1 == Flax 0.9, eps 1e-5). Flax's running
+    variance tracks the biased batch variance, PyTorch's the unbiased one (a factor N/(N-1),
+    N = B*H*W, negligible here)."""
     return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)
 
 
