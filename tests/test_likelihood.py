@@ -325,3 +325,13 @@ def test_regression_nll_and_score():
     for _ in range(3):
         assert float(loss_fn(true)) < float(loss_fn(true + rng.normal(0, 0.1, true.shape)
                                                     .astype(np.float32)))
+
+
+def test_log_var_bound_is_smooth_monotone_and_bounded():
+    s = np.array([-1e30, -1e4, -30, -10, -3, 0, 3, 10, 30, 1e4, 1e30], np.float32)
+    sb = np.asarray(lk.bound_log_var(s))
+    # (the naive float64 formula itself cancels to 0 at 1e30, which the module's form avoids)
+    np.testing.assert_allclose(sb[1:-1], np_bound(s[1:-1]), atol=1e-5)
+    assert np.all(np.diff(sb) >= 0) and sb[0] == lk.LOG_VAR_MIN and sb[-1] == lk.LOG_VAR_MAX
+    grad = np.asarray(jax.vmap(jax.grad(lk.bound_log_var))(s))
+    assert np.all(np.isfinite(grad)) and np.all(grad >= 0) and grad[5] == pytest.approx(1, abs=1e-4)

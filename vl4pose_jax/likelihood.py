@@ -1,4 +1,4 @@
-"""VL4Pose likelihood: training NLLs, skeleton scoring and pose refinement as jitted tree programmes.
+"""VL4Pose likelihood: training NLLs, skeleton scores, pose refinement as jitted tree programmes.
 
 The skeleton Bayesian network (VL4Pose, BMVC 2022, Eq. 1) gives every link (parent -> child) a
 Gaussian: on the bone length for heatmap models (Eq. 5, `link_params_BxLx2` = [mean length mu,
@@ -10,9 +10,11 @@ peak probabilities p = softmax(heatmap values at the maxima) (Eq. 3); `refine_po
 best configuration (Eq. 6); `score_regression` scores DeepPrior's single pose (Sec. 3.1.1). Every
 function is pure `jax.numpy`, jitted with the `Skeleton` and sizes static, accepts any leading
 batch axes (so it also runs under `jax.vmap`), and returns finite values for finite inputs.
-Tree programmes are one `jax.lax.scan` over `skeleton.links_bottom_up` carrying index arrays, with
-one K x K matrix per link: O(L K^2) per image, and a traced programme whose size does not grow
-with the number of joints. Call `score_heatmaps` on batches of a pool: memory is O(batch).
+The "reference" and "max" modes and refinement are one `jax.lax.scan` over
+`skeleton.links_bottom_up` (index arrays as scanned inputs, one K x K matrix per link; refinement
+adds a reversed scan to backtrack): O(L K^2) per image, a traced programme whose size does not
+grow with the number of joints; "expected" is linear in the per-link terms and needs no pass.
+Call `score_heatmaps` on fixed-size batches of a pool: memory is O(batch), not O(pool).
 """
 from __future__ import annotations
 
@@ -41,12 +43,12 @@ MODES = ("reference", "expected", "max")
 # Per-link Gaussians.
 
 def bound_log_var(log_var):
-    """Smoothly bounded log-variance: s_b = LOG_VAR_MIN + softplus(s - LOG_VAR_MIN) - softplus(s - LOG_VAR_MAX).
+    """Smoothly bounded log-variance s_b = lo + softplus(s - lo) - softplus(s - hi).
 
-    Monotone, smooth, within (LOG_VAR_MIN, LOG_VAR_MAX), and practically the identity inside
-    (|s_b - s| = softplus(s - 10) - softplus(-10 - s) < 0.02 for |s| <= 6), so the network's raw
-    output keeps the reference's meaning (log of the variance) in the working range. Written as two
-    branches so that no large numbers cancel for huge |s|.
+    With lo, hi = LOG_VAR_MIN, LOG_VAR_MAX = -10, 10: monotone, smooth, within (lo, hi), and
+    practically the identity inside (|s_b - s| = |softplus(s - hi) - softplus(lo - s)| < 0.02 for
+    |s| <= 6), so the network's raw output keeps the reference's meaning (log of the variance) in
+    the working range. Written as two branches so that no large numbers cancel for huge |s|.
     """
     s = jnp.asarray(log_var, jnp.float32)
     lo, hi = LOG_VAR_MIN, LOG_VAR_MAX
@@ -140,7 +142,7 @@ def heatmap_nll(link_params_BxLx2, joints_BxJx2, visible_BxJ, skeleton: Skeleton
 @functools.partial(jax.jit, static_argnames=("skeleton",))
 def regression_nll(offsets_BxLx3, cov_factor_BxLx3x3, joints_BxJx3, visible_BxJ,
                    skeleton: Skeleton):
-    """Offset NLL of Eq. 4 for direct regression (a scalar): child - (parent + offset) ~ N(0, L L^T).
+    """Offset NLL of Eq. 4 (a scalar): child - (parent + offset) ~ N(0, L L^T) per link.
 
     Per link: 0.5 r^T (L L^T)^{-1} r + sum_i log L_ii (the Gaussian NLL less (D/2) log 2 pi),
     averaged over the links whose two joints are visible. `cov_factor` must be lower-triangular
@@ -158,7 +160,7 @@ def regression_nll(offsets_BxLx3, cov_factor_BxLx3x3, joints_BxJx3, visible_BxJ,
 
 @functools.partial(jax.jit, static_argnames=("skeleton",))
 def score_regression(joints_BxJx3, offsets_BxLx3, cov_factor_BxLx3x3, skeleton: Skeleton):
-    """Log-likelihood of one predicted pose (DeepPrior, Sec. 3.1.1), shape (...,); higher = likelier.
+    """Log-likelihood of one predicted pose (DeepPrior, Sec. 3.1.1), (...,); higher = likelier.
 
     sum over links of log N(child - (parent + offset); 0, L L^T), including -(D/2) log 2 pi.
     """
@@ -270,7 +272,7 @@ def _upward(unary_NxJxK, valid_NxJxK, pair_NxLxKxK, skeleton, reduce):
 
 
 def _downward(root_choice_N, best_LxNxK, skeleton, num_joints):
-    """Backtrack the max-product tables top-down: each link sets its child's choice from its parent's."""
+    """Backtrack the max-product tables top-down: a link sets its child's slot from its parent's."""
     order = jnp.asarray(skeleton.links_bottom_up)
     link_parent = jnp.asarray(skeleton.link_parent)[order]
     link_child = jnp.asarray(skeleton.link_child)[order]
