@@ -7,8 +7,8 @@ per-image numpy/scipy/skimage implementation of the "reference" algorithm (skima
 `peak_local_max` per joint, scipy softmax, the original recursion) timed on a subset, with its
 peak finding timed separately; the largest difference between the two "reference" scores; and
 the process's peak RSS after streaming a short and a 4x longer pool through the compiled scorer
-in batches (memory independent of pool size). Functions are compiled ahead of time and then
-timed over --reps calls. Run: `python benchmarks/likelihood.py [--batch 256] [--reps 1]`.
+in batches (memory independent of pool size). Functions are compiled ahead of time, run once,
+then timed over --reps calls. Run: `python benchmarks/likelihood.py [--batch 256] [--reps 1]`.
 """
 from __future__ import annotations
 
@@ -98,8 +98,9 @@ def numpy_reference_score(maps_HxWxJ, params_Lx2, num_peaks):
 # ---------------------------------------------------------------------------------------------
 
 def timed(jitted, reps, dynamic, **static):
-    """(seconds per call, last output) of a jitted function compiled ahead of time (no warm-up)."""
+    """(seconds per call, last output) of a jitted function compiled ahead of time and warmed up."""
     compiled = jitted.lower(*dynamic, **static).compile()
+    jax.block_until_ready(compiled(*dynamic))
     start = time.perf_counter()
     for _ in range(reps):
         out = jax.block_until_ready(compiled(*dynamic))
