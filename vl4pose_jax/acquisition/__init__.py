@@ -1,0 +1,112 @@
+"""Acquisition functions for active learning in pose estimation: VL4Pose and every baseline of
+the VL4Pose (BMVC 2022) and Bayesian DeepPrior / CKE (WACV 2021) papers, one signature each.
+
+    from vl4pose_jax import acquisition
+    ctx = acquisition.Context(task="heatmap", model=model, aux=aux, state=state,
+                              skeleton=skeletons.lsp14,
+                              batches=acquisition.loader_batches(source, batch_size=32),
+                              labelled=labelled_idx, pool=unlabelled_idx, budget=1000,
+                              key=jax.random.key(cycle))
+    sel = acquisition.select("vl4pose", ctx, pre_subset=None, num_peaks=1)
+    sel.indices          # (budget,) int64 pool record indices, selection order
+    sel.scores, sel.scored_indices   # per scored record (e.g. OOD AUROC against `ood`)
+
+`names()` lists the methods; `get(name)` gives a `Method` (`select`, `tasks`, `aux_head(task)`:
+the auxiliary head the simulator must train, or None). A method is a module with
+`select(ctx: Context, **options) -> Selection`, `TASKS` and `REQUIRES_AUX` (a head name, None,
+or a {task: head} dict); add yours with `register(name, module)` or one line in `_BUILTIN`.
+`select(name, ctx, pre_subset=...)` first draws the random pre-subset of the pool (an int count
+or a fraction; the CKE protocol scores 10 %) for any method, then checks the result.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from types import ModuleType
+from typing import Callable
+
+import numpy as np
+
+from vl4pose_jax.acquisition.common import (Context, Selection, array_batches, kcenter_greedy,
+                                            loader_batches, random_subset, stream, top_budget)
+
+# name -> module in this package; one line per method.
+_BUILTIN = {
+    "random": "random_sampling",
+    "coreset": "coreset",
+    "vl4pose": "vl4pose",
+    "aleatoric": "aleatoric",
+    "learning_loss": "learning_loss",
+    "multipeak_entropy": "multipeak_entropy",
+    "mc_dropout": "mc_dropout",
+    "cke": "cke",
+    "egl": "egl",
+    "coregcn": "coregcn",
+    "uncertaingcn": "uncertaingcn",
+}
+_REGISTERED: dict[str, ModuleType | object] = {}
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    name: str
+    select: Callable[..., Selection]
+    tasks: tuple[str, ...]
+    requires_aux: object = None
+
+    def aux_head(self, task: str):
+        """The `AuxNet` head this method needs for `task` (None: no auxiliary net)."""
+        if isinstance(self.requires_aux, dict):
+            return self.requires_aux.get(task)
+        return self.requires_aux
+
+
+def register(name: str, module) -> None:
+    """Register a method: any object with `select`, `TASKS` and optionally `REQUIRES_AUX`."""
+    if not callable(getattr(module, "select", None)) or not getattr(module, "TASKS", None):
+        raise TypeError("a method needs a callable `select` and a non-empty `TASKS`")
+    _REGISTERED[name] = module
+
+
+def names() -> list[str]:
+    return list(_BUILTIN) + [n for n in _REGISTERED if n not in _BUILTIN]
+
+
+def get(name: str) -> Method:
+    if name in _REGISTERED:
+        module = _REGISTERED[name]
+    elif name in _BUILTIN:
+        module = importlib.import_module(f"{__name__}.{_BUILTIN[name]}")
+    else:
+        raise KeyError(f"unknown acquisition method {name!r}; known: {names()}")
+    return Method(name, module.select, tuple(module.TASKS), getattr(module, "REQUIRES_AUX", None))
+
+
+def select(name: str, ctx: Context, *, pre_subset: int | float | None = None,
+           **options) -> Selection:
+    """Run method `name` on `ctx` (optionally on a random pre-subset of the pool) and check the
+    result: `min(budget, pool)` unique pool records, none labelled."""
+    method = get(name)
+    if ctx.task not in method.tasks:
+        raise ValueError(f"{name!r} supports tasks {method.tasks}, not {ctx.task!r}")
+    head = method.aux_head(ctx.task)
+    if head is not None and (ctx.aux is None or getattr(ctx.aux, "head", None) != head):
+        raise ValueError(f"{name!r} needs an auxiliary net with head {head!r}")
+    if np.intersect1d(ctx.pool, ctx.labelled).size:
+        raise ValueError("the pool and the labelled set overlap")
+    if len(np.unique(ctx.pool)) != len(ctx.pool):
+        raise ValueError("the pool has repeated record indices")
+    if pre_subset is not None:
+        ctx = dataclasses.replace(ctx, pool=random_subset(ctx, pre_subset))
+    sel = method.select(ctx, **options)
+    indices = np.asarray(sel.indices, np.int64)
+    expected = min(ctx.budget, len(ctx.pool))
+    if (len(indices) != expected or len(np.unique(indices)) != expected
+            or not np.all(np.isin(indices, ctx.pool))):
+        raise AssertionError(f"{name!r} returned an invalid selection")
+    return dataclasses.replace(sel, indices=indices)
+
+
+__all__ = ["Context", "Selection", "Method", "select", "get", "names", "register",
+           "array_batches", "loader_batches", "kcenter_greedy", "stream", "top_budget",
+           "random_subset"]

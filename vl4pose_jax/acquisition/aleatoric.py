@@ -1,0 +1,50 @@
+"""Aleatoric uncertainty (Kendall & Gal style; VL4Pose reference §5.5): the highest mean
+predicted log-variance.
+
+Human (heatmap task): the auxiliary net's `aleatoric` head, `log_var_BxJ`, averaged over joints
+(as the reference). Hands (regression task): Bayesian DeepPrior's own aleatoric head
+(`aleatoric=True`), `log_var_BxJx3` averaged over joints and coordinates, from a deterministic
+pass (or the mean over `mc_samples` MC-dropout passes, as the CKE reference stores it).
+"""
+import jax
+import jax.numpy as jnp
+
+from vl4pose_jax.acquisition import common
+from vl4pose_jax.acquisition.common import Context, Selection, variables
+
+TASKS = ("heatmap", "regression")
+REQUIRES_AUX = {"heatmap": "aleatoric", "regression": None}
+
+
+def scores(ctx: Context, indices, *, mc_samples: int = 0):
+    """(record_indices, mean log-variance per record)."""
+    if ctx.task == "heatmap":
+        idx, out = common.stream_outputs(
+            ctx, indices, ("log_var_BxJ",),
+            post=lambda o: {"s": jnp.mean(o["log_var_BxJ"], axis=-1)}, desc="aleatoric")
+        return idx, out["s"]
+    if not ctx.model.aleatoric:
+        raise ValueError("aleatoric on hands needs DeepPrior(aleatoric=True)")
+    if not mc_samples:
+        idx, out = common.stream_outputs(
+            ctx, indices, ("log_var_BxJx3",),
+            post=lambda o: {"s": jnp.mean(o["log_var_BxJx3"], axis=(-2, -1))}, desc="aleatoric")
+        return idx, out["s"]
+    model = ctx.model
+
+    @jax.jit
+    def fn(state, depth, key, extra):
+        del extra
+        def one(k):
+            out = model.apply(variables(state), depth, mc=True, rngs={"dropout": k})
+            return jnp.mean(out["log_var_BxJx3"], axis=(-2, -1))
+        return {"s": jnp.mean(jax.vmap(one)(jax.random.split(key, mc_samples)), axis=0)}
+
+    idx, out = common.stream(ctx, indices, fn, key=ctx.derive_key("mc"), desc="aleatoric")
+    return idx, out["s"]
+
+
+def select(ctx: Context, *, mc_samples: int = 0) -> Selection:
+    idx, s = scores(ctx, ctx.pool, mc_samples=mc_samples)
+    return Selection(indices=common.top_budget(s, idx, common.num_to_select(ctx)), scores=s,
+                     scored_indices=idx)

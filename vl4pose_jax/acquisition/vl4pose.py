@@ -1,0 +1,51 @@
+"""VL4Pose (Shukla et al., BMVC 2022): annotate the poses the skeleton model finds least likely.
+
+Human (heatmap task): `likelihood.score_heatmaps` of the last-stack heatmaps under the
+auxiliary net's per-link bone-length Gaussians (`vl4pose_heatmap` head). Defaults as the original
+AL code (reference §4.2): one peak per joint (`num_peaks=1`), `min_distance=8`,
+`exclude_border=True`, the reference aggregation `mode='reference'` (with one peak all modes
+equal sum_links log N(bone length; mu, e^s)); `mode='expected'` or `'max'` and more peaks are
+options. Hands (regression task): `likelihood.score_regression` of DeepPrior's deterministic pose
+(or the MC mean with `mc_samples` > 0) under the `vl4pose_regression` head's per-link offset
+Gaussians. The lowest log-likelihoods are selected; `scores` are the negated log-likelihoods
+(higher = more informative), computed per batch on device.
+"""
+import jax.numpy as jnp
+import numpy as np
+
+from vl4pose_jax import likelihood
+from vl4pose_jax.acquisition import common
+from vl4pose_jax.acquisition.common import Context, Selection
+
+TASKS = ("heatmap", "regression")
+REQUIRES_AUX = {"heatmap": "vl4pose_heatmap", "regression": "vl4pose_regression"}
+
+
+def log_likelihoods(ctx: Context, indices, *, num_peaks: int = 1, min_distance: int = 8,
+                    exclude_border: bool | int = True, mode: str = "reference"):
+    """(record_indices, log-likelihood per record)."""
+    if ctx.task == "heatmap":
+        def post(out):
+            return {"ll": likelihood.score_heatmaps(
+                out["heatmaps_BxHxWxJ"], out["link_params_BxLx2"], ctx.skeleton,
+                num_peaks=num_peaks, min_distance=min_distance, exclude_border=exclude_border,
+                mode=mode)}
+        keys = ("heatmaps_BxHxWxJ", "link_params_BxLx2")
+    else:
+        def post(out):
+            return {"ll": likelihood.score_regression(out["pose_BxJx3"], out["offsets_BxLx3"],
+                                                      out["cov_factor_BxLx3x3"], ctx.skeleton)}
+        keys = ("pose_BxJx3", "offsets_BxLx3", "cov_factor_BxLx3x3")
+    idx, out = common.stream_outputs(ctx, indices, keys, post=post, desc="vl4pose")
+    return idx, out["ll"]
+
+
+def select(ctx: Context, *, num_peaks: int = 1, min_distance: int = 8,
+           exclude_border: bool | int = True, mode: str = "reference") -> Selection:
+    """The `budget` lowest VL4Pose log-likelihoods (ties: smaller record index)."""
+    if ctx.skeleton is None:
+        raise ValueError("vl4pose needs ctx.skeleton")
+    idx, ll = log_likelihoods(ctx, ctx.pool, num_peaks=num_peaks, min_distance=min_distance,
+                              exclude_border=exclude_border, mode=mode)
+    picks = common.top_budget(ll, idx, common.num_to_select(ctx), highest=False)
+    return Selection(indices=picks, scores=-np.asarray(ll, np.float64), scored_indices=idx)
