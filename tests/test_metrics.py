@@ -64,3 +64,14 @@ def test_per_joint_table_names_joints():
     table = metrics.per_joint_table(np.arange(14.0), skeletons.lsp14)
     assert table.splitlines()[0].startswith("| head | neck |")
     assert "13.0" in table
+
+
+def test_auroc_against_pair_counting():
+    rng = np.random.default_rng(0)
+    scores = rng.integers(0, 5, 40).astype(float)  # many ties
+    positive = rng.random(40) < 0.3
+    pos, neg = scores[positive], scores[~positive]
+    expected = np.mean([(p > n) + 0.5 * (p == n) for p in pos for n in neg])
+    assert metrics.auroc(scores, positive) == pytest.approx(expected)
+    assert metrics.auroc([1.0, 2.0, 3.0], [False, False, True]) == 1.0
+    assert np.isnan(metrics.auroc([1.0, 2.0], [False, False]))

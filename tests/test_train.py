@@ -30,15 +30,29 @@ def tiny_hourglass(head):
     return model, aux
 
 
+@pytest.fixture(scope="module")
+def pose_variables():
+    """One initialised pose network shared by the tests (XLA:CPU compiles initialisers slowly)."""
+    model, _ = tiny_hourglass(None)
+    return jax.jit(lambda k: model.init(k, jnp.zeros((1, INPUT, INPUT, 3)), train=False))(
+        jax.random.key(0))
+
+
+def init_state(head, pose_variables, tx):
+    model, aux = tiny_hourglass(head)
+    state = train.init_heatmap_state(model, aux, jax.random.key(0), INPUT, tx, tx,
+                                     pose_variables=pose_variables)
+    return model, aux, state
+
+
 def copy_tree(tree):
     return jax.tree_util.tree_map(lambda x: np.array(x), tree)
 
 
 @pytest.mark.parametrize("head", ["vl4pose_heatmap", "learning_loss", "aleatoric"])
-def test_aux_only_training_leaves_pose_network_untouched(head):
-    model, aux = tiny_hourglass(head)
+def test_aux_only_training_leaves_pose_network_untouched(head, pose_variables):
     tx = optax.adam(1e-3)
-    state = train.init_heatmap_state(model, aux, jax.random.key(0), INPUT, tx, tx)
+    model, aux, state = init_state(head, pose_variables, tx)
     before_params, before_stats = copy_tree(state.params), copy_tree(state.batch_stats)
     before_aux = copy_tree(state.aux_params)
     step = train.make_heatmap_train_step(model, aux, tx, tx, skeleton=SKELETON, train_pose=False)
@@ -54,33 +68,34 @@ def test_aux_only_training_leaves_pose_network_untouched(head):
     assert any(changed)
 
 
-def test_joint_training_pose_gradient_ignores_aux_loss():
+def test_joint_training_pose_gradient_ignores_aux_loss(pose_variables):
     """The pose update is the same with or without the auxiliary net (exactly)."""
     batch = human_batch()
     tx = optax.adam(1e-3)
     results = []
     for head in (None, "vl4pose_heatmap"):
-        model, aux = tiny_hourglass(head)
-        state = train.init_heatmap_state(model, aux, jax.random.key(0), INPUT, tx, tx)
+        model, aux, state = init_state(head, pose_variables, tx)
         step = train.make_heatmap_train_step(model, aux, tx, tx, skeleton=SKELETON)
         state, _ = step(state, batch)
         results.append((copy_tree(state.params), copy_tree(state.batch_stats)))
     jax.tree_util.tree_map(np.testing.assert_array_equal, results[0], results[1])
+    changed = jax.tree_util.tree_leaves(jax.tree_util.tree_map(
+        lambda a, b: bool(np.any(a != b)), copy_tree(pose_variables["params"]), results[0][0]))
+    assert all(changed)
 
 
-def test_heatmap_loss_decreases_on_fixed_batch():
-    model, aux = tiny_hourglass("vl4pose_heatmap")
+def test_heatmap_loss_decreases_on_fixed_batch(pose_variables):
     tx = optax.adam(3e-3)
-    state = train.init_heatmap_state(model, aux, jax.random.key(1), INPUT, tx, tx)
+    model, aux, state = init_state("vl4pose_heatmap", pose_variables, tx)
     step = train.make_heatmap_train_step(model, aux, tx, tx, skeleton=SKELETON)
     batch = human_batch(batch=4, seed=3)
     losses = []
-    for _ in range(60):
+    for _ in range(100):
         state, logs = step(state, batch)
         losses.append((float(logs["pose_loss"]), float(logs["aux_loss"])))
     pose, aux_losses = np.array(losses).T
     assert pose[-5:].mean() < 0.7 * pose[:3].mean()
-    assert aux_losses[-5:].mean() < aux_losses[:3].mean()
+    assert aux_losses[-5:].mean() < 0.5 * aux_losses[:3].mean()
     predict = train.make_heatmap_predict(model, aux)
     out = predict(state, batch["image"])
     assert out["heatmaps_BxHxWxJ"].shape == (4, HEATMAP, HEATMAP, 14)
@@ -88,7 +103,7 @@ def test_heatmap_loss_decreases_on_fixed_batch():
 
 
 @pytest.mark.parametrize("dropout, aleatoric, head", [
-    (None, False, None), ("C", True, "vl4pose_regression"), ("B", True, "learning_loss")])
+    (None, False, "learning_loss"), ("B", True, "vl4pose_regression")])
 def test_deepprior_loss_decreases_on_fixed_batch(dropout, aleatoric, head):
     skeleton = skeletons.icvl16
     model = models.DeepPrior(num_joints=16, dropout=dropout, aleatoric=aleatoric, dense=64)

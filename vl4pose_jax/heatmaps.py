@@ -119,8 +119,13 @@ def local_maxima(heatmaps_BxHxWxJ, num_peaks: int, *, min_distance: int = 8,
     height, width = maps.shape[-2:]
     size = 2 * min_distance + 1
     lead = maps.ndim - 2
-    pooled = jax.lax.reduce_window(maps, -jnp.inf, jax.lax.max, (1,) * lead + (size, size),
-                                   (1,) * (lead + 2), "SAME")
+    # Separable max pool (rows, then columns): identical to one size x size window and far
+    # faster on XLA:CPU, whose 2-D reduce_window is slow.
+    ones = (1,) * (lead + 2)
+    pooled = jax.lax.reduce_window(maps, -jnp.inf, jax.lax.max, (1,) * lead + (1, size), ones,
+                                   "SAME")
+    pooled = jax.lax.reduce_window(pooled, -jnp.inf, jax.lax.max, (1,) * lead + (size, 1), ones,
+                                   "SAME")
     is_max = maps == pooled
     trivial = jnp.all(is_max, axis=(-2, -1), keepdims=True)
     is_peak = is_max & ~trivial & (maps > jnp.min(maps, axis=(-2, -1), keepdims=True))

@@ -111,3 +111,23 @@ def per_joint_table(per_joint_J, skeleton, fmt: str = "{:.1f}") -> str:
     rule = "|" + "---|" * len(skeleton.names)
     row = "| " + " | ".join("n/a" if np.isnan(v) else fmt.format(v) for v in values) + " |"
     return "\n".join([header, rule, row])
+
+
+def auroc(scores_N, positive_N) -> float:
+    """Area under the ROC curve of `scores_N` for telling positives (e.g. out-of-distribution
+    examples) from the rest: P(score_pos > score_neg) + 0.5 P(tie), by ranks (ties averaged).
+    NaN when either class is empty."""
+    scores = np.asarray(scores_N, np.float64)
+    positive = np.asarray(positive_N, bool)
+    num_pos, num_neg = int(positive.sum()), int((~positive).sum())
+    if num_pos == 0 or num_neg == 0:
+        return float("nan")
+    order = np.argsort(scores, kind="stable")
+    ranks = np.empty(len(scores), np.float64)
+    sorted_scores = scores[order]
+    # average rank (1-based) over runs of equal scores
+    starts = np.flatnonzero(np.r_[True, sorted_scores[1:] != sorted_scores[:-1]])
+    ends = np.r_[starts[1:], len(scores)]
+    for start, end in zip(starts, ends):
+        ranks[order[start:end]] = 0.5 * (start + end + 1)
+    return float((ranks[positive].sum() - num_pos * (num_pos + 1) / 2) / (num_pos * num_neg))

@@ -56,38 +56,39 @@ def _new_state(variables, tx, aux_params, aux_tx, rng):
         aux_opt_state=None if aux_params is None else aux_tx.init(aux_params))
 
 
-def init_heatmap_state(model, aux_model, key, input_size: int, tx, aux_tx=None) -> TrainState:
-    """Initialise the hourglass (and the auxiliary net on its features) from `key`."""
+def init_heatmap_state(model, aux_model, key, input_size: int, tx, aux_tx=None, *,
+                       pose_variables=None) -> TrainState:
+    """Initialise the hourglass (and the auxiliary net on its features) from `key`.
 
-    @jax.jit
-    def init(key):
-        init_key, aux_key, rng = jax.random.split(key, 3)
-        images = jnp.zeros((1, input_size, input_size, 3), jnp.float32)
-        variables = model.init(init_key, images, train=False)
-        aux_params = None
-        if aux_model is not None:
-            features = model.apply(variables, images, train=False)
-            aux_params = aux_model.init(aux_key, features)["params"]
-        return _new_state(variables, tx, aux_params, aux_tx, rng)
-
-    return init(key)
+    `pose_variables` ({'params', 'batch_stats'}) starts from an existing pose network instead,
+    e.g. to train a new auxiliary net on a trained model; only the auxiliary net is then drawn.
+    """
+    return _init(lambda k, x: model.init(k, x, train=False),
+                 lambda v, x: model.apply(v, x, train=False), aux_model, key,
+                 (1, input_size, input_size, 3), tx, aux_tx, pose_variables)
 
 
-def init_regression_state(model, aux_model, key, input_size: int, tx, aux_tx=None) -> TrainState:
+def init_regression_state(model, aux_model, key, input_size: int, tx, aux_tx=None, *,
+                          pose_variables=None) -> TrainState:
     """Initialise DeepPrior (and the auxiliary net on its embedding) from `key`."""
+    return _init(lambda k, x: model.init(k, x, mc=False),
+                 lambda v, x: model.apply(v, x, mc=False)["embedding_BxD"], aux_model, key,
+                 (1, input_size, input_size, 1), tx, aux_tx, pose_variables)
 
+
+def _init(init_pose, features_of, aux_model, key, input_shape, tx, aux_tx, pose_variables):
     @jax.jit
-    def init(key):
-        init_key, aux_key, rng = jax.random.split(key, 3)
-        depth = jnp.zeros((1, input_size, input_size, 1), jnp.float32)
-        variables = model.init(init_key, depth, mc=False)
+    def init(key, pose_variables):
+        pose_key, aux_key, rng = jax.random.split(key, 3)
+        inputs = jnp.zeros(input_shape, jnp.float32)
+        if pose_variables is None:
+            pose_variables = init_pose(pose_key, inputs)
         aux_params = None
         if aux_model is not None:
-            outputs = model.apply(variables, depth, mc=False)
-            aux_params = aux_model.init(aux_key, outputs["embedding_BxD"])["params"]
-        return _new_state(variables, tx, aux_params, aux_tx, rng)
+            aux_params = aux_model.init(aux_key, features_of(pose_variables, inputs))["params"]
+        return _new_state(pose_variables, tx, aux_params, aux_tx, rng)
 
-    return init(key)
+    return init(key, pose_variables)
 
 
 # ----------------------------------------------------------------------------------- losses
