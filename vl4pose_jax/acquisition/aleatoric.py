@@ -21,24 +21,29 @@ def scores(ctx: Context, indices, *, mc_samples: int = 0):
     if ctx.task == "heatmap":
         idx, out = common.stream_outputs(
             ctx, indices, ("log_var_BxJ",),
-            post=lambda o: {"s": jnp.mean(o["log_var_BxJ"], axis=-1)}, desc="aleatoric")
+            post=lambda o: {"s": jnp.mean(o["log_var_BxJ"], axis=-1)}, post_key="aleatoric",
+            desc="aleatoric")
         return idx, out["s"]
     if not ctx.model.aleatoric:
         raise ValueError("aleatoric on hands needs DeepPrior(aleatoric=True)")
     if not mc_samples:
         idx, out = common.stream_outputs(
             ctx, indices, ("log_var_BxJx3",),
-            post=lambda o: {"s": jnp.mean(o["log_var_BxJx3"], axis=(-2, -1))}, desc="aleatoric")
+            post=lambda o: {"s": jnp.mean(o["log_var_BxJx3"], axis=(-2, -1))},
+            post_key="aleatoric", desc="aleatoric")
         return idx, out["s"]
     model = ctx.model
 
-    @jax.jit
-    def fn(state, depth, key, extra):
-        del extra
-        def one(k):
-            out = model.apply(variables(state), depth, mc=True, rngs={"dropout": k})
-            return jnp.mean(out["log_var_BxJx3"], axis=(-2, -1))
-        return {"s": jnp.mean(jax.vmap(one)(jax.random.split(key, mc_samples)), axis=0)}
+    def build():
+        def fn(state, depth, key, extra):
+            del extra
+            def one(k):
+                out = model.apply(variables(state), depth, mc=True, rngs={"dropout": k})
+                return jnp.mean(out["log_var_BxJx3"], axis=(-2, -1))
+            return {"s": jnp.mean(jax.vmap(one)(jax.random.split(key, mc_samples)), axis=0)}
+        return fn
+
+    fn = common.cached_jit(("aleatoric_mc", model, int(mc_samples)), build)
 
     idx, out = common.stream(ctx, indices, fn, key=ctx.derive_key("mc"), desc="aleatoric")
     return idx, out["s"]

@@ -11,6 +11,7 @@ embeddings inside the jitted function.
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 import sys
@@ -231,19 +232,44 @@ def regression_outputs(state, depth, model, aux, keys):
     return {k: result[k] for k in keys}
 
 
-def stream_outputs(ctx: Context, indices, keys, *, post=None, desc="scoring"):
+_JIT_CACHE: "collections.OrderedDict" = collections.OrderedDict()
+
+
+def cached_jit(cache_key, build: Callable[[], Callable]):
+    """`jax.jit(build())`, reused for an equal hashable `cache_key` (modules, skeletons and
+    options are hashable), so repeated acquisitions (AL cycles, tests) compile once. `cache_key`
+    None: no caching. At most 64 entries are kept."""
+    if cache_key is None:
+        return jax.jit(build())
+    fn = _JIT_CACHE.get(cache_key)
+    if fn is None:
+        fn = _JIT_CACHE[cache_key] = jax.jit(build())
+        while len(_JIT_CACHE) > 64:
+            _JIT_CACHE.popitem(last=False)
+    else:
+        _JIT_CACHE.move_to_end(cache_key)
+    return fn
+
+
+def stream_outputs(ctx: Context, indices, keys, *, post=None, post_key=None, desc="scoring"):
     """Stream the deterministic model (+aux) outputs `keys` over `indices`, optionally reduced
-    per batch on device by `post(outputs_dict) -> dict` (jitted together with the model)."""
+    per batch on device by `post(outputs_dict) -> dict` (jitted together with the model).
+    `post_key`: a hashable description of `post` and its options, for reusing the compiled
+    function (no reuse when `post` is given without it)."""
     keys = tuple(keys)
     forward = heatmap_outputs if ctx.task == "heatmap" else regression_outputs
+    model, aux = ctx.model, ctx.aux
 
-    @jax.jit
-    def fn(state, inputs, key, extra):
-        del key, extra
-        out = forward(state, inputs, ctx.model, ctx.aux, keys)
-        return out if post is None else post(out)
+    def build():
+        def fn(state, inputs, key, extra):
+            del key, extra
+            out = forward(state, inputs, model, aux, keys)
+            return out if post is None else post(out)
+        return fn
 
-    return stream(ctx, indices, fn, desc=desc)
+    cache_key = None if (post is not None and post_key is None) else (
+        "outputs", ctx.task, model, aux, keys, post_key)
+    return stream(ctx, indices, cached_jit(cache_key, build), desc=desc)
 
 
 def mc_pool_stats(ctx: Context, indices, *, num_samples: int = 70, chunk: int | None = None,
@@ -260,17 +286,21 @@ def mc_pool_stats(ctx: Context, indices, *, num_samples: int = 70, chunk: int | 
     key = ctx.derive_key("mc") if key is None else key
     model = ctx.model
 
-    @jax.jit
-    def fn(state, depth, k, extra):
-        del extra
-        if not num_samples:
-            pose = model.apply(variables(state), depth, mc=False)["pose_BxJx3"]
-            return {"mean": pose.reshape(pose.shape[0], -1), "std": jnp.zeros_like(pose).reshape(pose.shape[0], -1)}
-        out = mc_predict(model, variables(state), depth, k, num_samples=num_samples, chunk=chunk)
-        mean, var = out["mean_BxJx3"], out["epistemic_var_BxJx3"]
-        return {"mean": mean.reshape(mean.shape[0], -1),
-                "std": jnp.sqrt(var).reshape(var.shape[0], -1)}
+    def build():
+        def fn(state, depth, k, extra):
+            del extra
+            if not num_samples:
+                pose = model.apply(variables(state), depth, mc=False)["pose_BxJx3"]
+                flat = pose.reshape(pose.shape[0], -1)
+                return {"mean": flat, "std": jnp.zeros_like(flat)}
+            out = mc_predict(model, variables(state), depth, k, num_samples=num_samples,
+                             chunk=chunk)
+            mean, var = out["mean_BxJx3"], out["epistemic_var_BxJx3"]
+            return {"mean": mean.reshape(mean.shape[0], -1),
+                    "std": jnp.sqrt(var).reshape(var.shape[0], -1)}
+        return fn
 
+    fn = cached_jit(("mc", model, int(num_samples), chunk), build)
     idx, out = stream(ctx, indices, fn, key=key, desc=desc)
     return idx, out["mean"], out["std"]
 

@@ -107,8 +107,7 @@ def select(ctx: Context, *, k: int = 30, perplexity: float = 20.0, batchnorm: bo
     kk = int(min(k, len(lab_idx)))
     model = ctx.model
 
-    @jax.jit
-    def fn(state, images, key, extra):
+    def score_batch(state, images, key, extra):
         del key
         emb_l, targets_l = extra
         var = variables(state)
@@ -127,6 +126,8 @@ def select(ctx: Context, *, k: int = 30, perplexity: float = 20.0, batchnorm: bo
         g = jax.lax.map(per_image, (images, nbr))
         return {"egl": jnp.sum(vals * g, axis=-1)}
 
+    cache_key = ("egl", model, kk, perplexity, batchnorm, chunk, squared, iterations, mixed_bases)
+    fn = common.cached_jit(cache_key, lambda: score_batch)
     idx, out = common.stream(ctx, ctx.pool, fn, extra=(lab_emb, lab_targets), desc="EGL++")
     s = out["egl"]
     return Selection(indices=common.top_budget(s, idx, common.num_to_select(ctx)), scores=s,

@@ -36,7 +36,9 @@ def log_likelihoods(ctx: Context, indices, *, num_peaks: int = 1, min_distance: 
             return {"ll": likelihood.score_regression(out["pose_BxJx3"], out["offsets_BxLx3"],
                                                       out["cov_factor_BxLx3x3"], ctx.skeleton)}
         keys = ("pose_BxJx3", "offsets_BxLx3", "cov_factor_BxLx3x3")
-    idx, out = common.stream_outputs(ctx, indices, keys, post=post, desc="vl4pose")
+    post_key = ("vl4pose", ctx.skeleton, num_peaks, min_distance, exclude_border, mode)
+    idx, out = common.stream_outputs(ctx, indices, keys, post=post, post_key=post_key,
+                                     desc="vl4pose")
     return idx, out["ll"]
 
 
