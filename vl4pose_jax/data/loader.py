@@ -222,14 +222,12 @@ def make_loader(source: Source, *, batch_size: int, seed: int = 0, train: bool,
     if source.kind == "human":
         fn = _HumanOp(train, image_size=image_size or 256, skeleton=source.skeleton,
                       **transform_kwargs)
-        random = train
     else:
         fn = _HandOp(train, intrinsics=source.spec.intrinsics, cube_mm=source.spec.cube_mm,
                      size=image_size or hands.CROP_SIZE, **transform_kwargs)
-        random = train
     sampler = gp.IndexSampler(num_records=len(data), shard_options=shard_options or gp.NoSharding(),
                               shuffle=shuffle, num_epochs=num_epochs, seed=int(seed))
     return gp.DataLoader(data_source=data, sampler=sampler,
-                         operations=[_RandomOp(fn) if random else _MapOp(fn),
+                         operations=[_RandomOp(fn) if train else _MapOp(fn),
                                      gp.Batch(batch_size, drop_remainder=drop_remainder)],
                          worker_count=num_workers, worker_buffer_size=worker_buffer_size)
