@@ -1,0 +1,113 @@
+"""Aggregate AL runs: `python -m experiments.report WORKDIR... [--out=DIR]` reads every
+`results.jsonl`, and writes a Table-1-style summary (rows = methods, columns = labelled-set
+sizes, mean ± std over seeds of the first metric) as Markdown and CSV, plus a learning-curve PNG
+with ±1 std bands, into `--out` (default: the first workdir). `aggregate(rows)` and
+`markdown_table(table)` are the pure pieces the AL command reuses to print its final table.
+"""
+from __future__ import annotations
+
+import collections
+import csv
+import json
+import pathlib
+
+import numpy as np
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("out", None, "Output folder (default: the first workdir).")
+
+
+def read_rows(workdirs) -> list[dict]:
+    rows = []
+    for w in workdirs:
+        path = pathlib.Path(w) / "results.jsonl"
+        if not path.exists():
+            raise FileNotFoundError(f"no results.jsonl in {w}")
+        rows += [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return rows
+
+
+def aggregate(rows) -> dict:
+    """{'metric': name, 'sizes': [...], 'methods': {method: {size: (mean, std, n)}}}."""
+    if not rows:
+        return {"metric": None, "sizes": [], "methods": {}}
+    metric = next(iter(rows[0]["metrics"]))
+    values = collections.defaultdict(lambda: collections.defaultdict(dict))
+    for r in rows:   # a later row for the same (method, size, seed) replaces an earlier one
+        values[r["method"]][r["num_labelled"]][r["seed"]] = r["metrics"][metric]
+    sizes = sorted({s for v in values.values() for s in v})
+    table = {m: {s: (float(np.mean(list(v[s].values()))), float(np.std(list(v[s].values()))),
+                     len(v[s])) for s in v} for m, v in values.items()}
+    return {"metric": metric, "sizes": sizes, "methods": table}
+
+
+def _cell(entry):
+    if entry is None:
+        return "–"
+    mean, std, n = entry
+    return f"{mean:.2f} ± {std:.2f}" if n > 1 else f"{mean:.2f}"
+
+
+def markdown_table(table) -> str:
+    header = f"| {table['metric']} \\ labelled | " + " | ".join(map(str, table["sizes"])) + " |"
+    rule = "|---" * (len(table["sizes"]) + 1) + "|"
+    lines = [header, rule]
+    for method, v in table["methods"].items():
+        lines.append(f"| {method} | " + " | ".join(_cell(v.get(s)) for s in table["sizes"])
+                     + " |")
+    return "\n".join(lines)
+
+
+def write_csv(table, path):
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["method", "num_labelled", f"{table['metric']}_mean", "std", "seeds"])
+        for method, v in table["methods"].items():
+            for s in table["sizes"]:
+                if s in v:
+                    w.writerow([method, s, *v[s]])
+
+
+def plot_learning_curves(table, path):
+    import matplotlib  # pylint: disable=import-outside-toplevel
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for method, v in table["methods"].items():
+        sizes = sorted(v)
+        mean = np.array([v[s][0] for s in sizes])
+        std = np.array([v[s][1] for s in sizes])
+        ax.plot(sizes, mean, marker="o", label=method)
+        ax.fill_between(sizes, mean - std, mean + std, alpha=0.2)
+    ax.set_xlabel("labelled images")
+    ax.set_ylabel(table["metric"])
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_report(workdirs, out) -> dict:
+    out = pathlib.Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    table = aggregate(read_rows(workdirs))
+    (out / "report.md").write_text(markdown_table(table) + "\n")
+    write_csv(table, out / "report.csv")
+    plot_learning_curves(table, out / "learning_curve.png")
+    return table
+
+
+def main(argv):
+    workdirs = argv[1:]
+    if not workdirs:
+        raise app.UsageError("usage: python -m experiments.report WORKDIR [WORKDIR...]")
+    out = FLAGS.out or workdirs[0]
+    table = write_report(workdirs, out)
+    print(markdown_table(table))
+    print(f"wrote {out}/report.md, report.csv, learning_curve.png")
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,498 @@
+"""The active-learning simulator: `run(config, workdir)` plays whole AL protocols (rounds of train
+→ evaluate on the test split → score the unlabelled pool → select `budget` → label) for several
+methods and seeds, with an Orbax `CheckpointManager` per (method, seed) saving the train state,
+the labelled ids and the round results at the end of every round, so that rerunning on the same
+workdir resumes exactly where a killed run stopped. Every random choice derives from
+`config.seed` (initial labelled set, initialisation keys, grain data order, acquisition keys),
+so a resumed run ends with exactly the labelled sets and metrics of an uninterrupted one on the
+same machine. The records of the dataset's `train` split (initial labelled set, when it has one)
+and of its `pool` split share one index space (train first); labelled sets are stored as ids
+`split/id`. `validate(config)` does every cheap check (names, data prepared, budget) before any
+heavy work; `experiments/al.py` is the command-line front end.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+import pathlib
+import sys
+import time
+import zlib
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from tqdm import tqdm
+
+from vl4pose_jax import acquisition, data, metrics, models, train
+
+# Test-sized network: compiles in seconds on a CPU.
+MICRO = models.Preset(dict(num_stacks=1, channels=16, depth=1), input_size=32, heatmap_size=8)
+HUMAN_PRESETS = {**models.PRESETS, "micro": MICRO}
+# DeepPrior crop size per preset (the paper crops 128 x 128).
+HAND_SIZES = {"paper": 128, "tiny": 128, "micro": 32}
+RESULT_FILE = "results.jsonl"
+CONFIG_FILE = "config.json"
+# Fields that may change between a run and its resume (they do not change the results).
+_VOLATILE = ("data_dir", "crash_at", "progress")
+
+
+class SimulationError(Exception):
+    """A problem with the configuration or the workdir, explained in one paragraph."""
+
+
+class NonFiniteLossError(SimulationError):
+    """Training produced a NaN or infinite loss (the last good checkpoint is kept)."""
+
+
+class SimulatedCrash(Exception):
+    """Raised by `crash_at` (tests only) to simulate a kill at a chosen point."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """One AL experiment. `rounds` acquisitions of `budget` after the initial `init_size`
+    labelled records, so `rounds + 1` trainings and evaluations. `epochs` for the first
+    training, `cycle_epochs` for later ones; `retrain` 'finetune' (warm start, VL4Pose paper) or
+    'scratch' (fresh initialisation every round, CKE paper). `pre_subset`: score only a random
+    subset of the pool (int count or float fraction), None for the whole pool. `crash_at`
+    (tests): 'round:R' raises `SimulatedCrash` right after round R's checkpoint of the first
+    (method, seed)."""
+    dataset: str = "synthetic_human"
+    methods: tuple = ("random",)
+    seed: int = 0
+    trials: int = 1
+    init_size: int = 16
+    budget: int = 4
+    rounds: int = 2
+    epochs: int = 1
+    cycle_epochs: int = 1
+    retrain: str = "finetune"
+    preset: str = "tiny"
+    data_config: str | None = None
+    data_dir: str | None = None
+    batch_size: int = 16
+    lr: float | None = None
+    pre_subset: Any = None
+    method_options: dict = dataclasses.field(default_factory=dict)
+    crash_at: str | None = None
+    progress: bool = True
+
+    @property
+    def task(self) -> str:
+        return "heatmap" if data.spec(self.dataset).kind == "human" else "regression"
+
+    def identity(self) -> dict:
+        """The fields that define the results (compared on resume)."""
+        d = dataclasses.asdict(self)
+        for k in _VOLATILE:
+            d.pop(k)
+        d["methods"] = list(d["methods"])
+        return json.loads(json.dumps(d))
+
+
+# ------------------------------------------------------------------------------------ data
+
+class _Union:
+    """The `train` split (if any) followed by the `pool` split, one record-index space."""
+
+    def __init__(self, parts: Sequence[data.Source]):
+        self.parts = list(parts)
+        self.offsets = np.cumsum([0] + [len(p) for p in self.parts])
+        self.spec = self.parts[0].spec
+
+    kind = property(lambda self: self.spec.kind)
+    skeleton = property(lambda self: self.spec.skeleton)
+    intrinsics = property(lambda self: self.spec.intrinsics)
+    name = property(lambda self: self.spec.name)
+
+    def __len__(self):
+        return int(self.offsets[-1])
+
+    def __getitem__(self, index):
+        index = int(index)
+        part = int(np.searchsorted(self.offsets, index, side="right") - 1)
+        example = self.parts[part][index - int(self.offsets[part])]
+        example["index"] = index
+        return example
+
+    def __repr__(self):
+        return f"Union({self.parts!r})"
+
+
+@dataclasses.dataclass
+class Data:
+    source: _Union          # train (if any) + pool
+    test: data.Source
+    ids: list               # 'split/id' per record of `source`
+    ood_N: np.ndarray       # int per record of `source`
+    pool_start: int         # first pool record
+    image_size: int
+
+
+def _read_field(source: data.Source, key: str) -> list:
+    return [source._source[i][key] for i in range(len(source))]  # pylint: disable=protected-access
+
+
+def load_data(config: Config) -> Data:
+    sp = data.spec(config.dataset)
+    kw = dict(data_dir=config.data_dir, config=config.data_config,
+              build_if_missing=config.dataset.startswith("synthetic"))
+    parts = [data.load(config.dataset, s, **kw) for s in ("train", "pool") if s in sp.splits]
+    test = data.load(config.dataset, "test", **kw)
+    ids = [f"{p.split}/{i}" for p in parts for i in p.ids()]
+    ood = np.concatenate([np.asarray(_read_field(p, "ood"), np.int64).reshape(-1) for p in parts])
+    size = (HUMAN_PRESETS[config.preset].input_size if sp.kind == "human"
+            else HAND_SIZES[config.preset])
+    return Data(_Union(parts), test, ids, ood, len(parts[0]) if len(parts) == 2 else 0, size)
+
+
+def initial_labelled(config: Config, d: Data) -> np.ndarray:
+    """The seed's initial labelled set: `init_size` random records of the train split (all of
+    them if it is smaller), else of the pool. Same for every method."""
+    rng = np.random.default_rng([config.seed, 7])
+    if d.pool_start > 0:
+        n = min(config.init_size, d.pool_start)
+        return np.sort(rng.permutation(d.pool_start)[:n]).astype(np.int64)
+    n_pool = len(d.source)
+    return np.sort(rng.permutation(n_pool)[:config.init_size]).astype(np.int64)
+
+
+# ---------------------------------------------------------------------------------- checks
+
+def validate(config: Config) -> Data:
+    """Every check that needs no training; returns the opened data. Raises SimulationError."""
+    if config.dataset not in data.SPECS:
+        raise SimulationError(f"unknown dataset {config.dataset!r}; known datasets: "
+                              f"{', '.join(sorted(data.SPECS))}.")
+    if not config.methods:
+        raise SimulationError("no method given; known methods: " + ", ".join(acquisition.names()))
+    task = config.task
+    for m in config.methods:
+        if m not in acquisition.names():
+            raise SimulationError(f"unknown method {m!r}; known methods: "
+                                  f"{', '.join(acquisition.names())}.")
+        method = acquisition.get(m)
+        if task not in method.tasks:
+            raise SimulationError(
+                f"method {m!r} supports the {'/'.join(method.tasks)} task(s), but "
+                f"{config.dataset!r} is a {data.spec(config.dataset).kind}-pose dataset "
+                f"({task} task); choose a method among: " + ", ".join(
+                    n for n in acquisition.names() if task in acquisition.get(n).tasks) + ".")
+        head = method.aux_head(task)
+        if head is not None and head not in models.HEADS:
+            raise SimulationError(f"method {m!r} needs an auxiliary head {head!r} that "
+                                  f"models.AuxNet does not provide (heads: {models.HEADS}).")
+    presets = HUMAN_PRESETS if task == "heatmap" else HAND_SIZES
+    if config.preset not in presets:
+        raise SimulationError(f"unknown preset {config.preset!r}; known: {sorted(presets)}.")
+    if config.retrain not in ("scratch", "finetune"):
+        raise SimulationError(f"--retrain must be 'scratch' or 'finetune', not {config.retrain!r}.")
+    for name in ("budget", "init_size", "batch_size", "trials"):
+        if getattr(config, name) < 1:
+            raise SimulationError(f"--{name} must be at least 1, got {getattr(config, name)}.")
+    if config.rounds < 0 or config.epochs < 0 or config.cycle_epochs < 0:
+        raise SimulationError("--rounds, --epochs and --cycle_epochs must be >= 0.")
+    try:
+        d = load_data(config)
+    except data.DatasetNotPreparedError as err:
+        raise SimulationError(str(err)) from None
+    pool_size = len(d.source) - d.pool_start
+    if d.pool_start == 0:
+        pool_size -= min(config.init_size, len(d.source))
+    if config.budget * config.rounds > pool_size:
+        raise SimulationError(
+            f"--budget={config.budget} x --rounds={config.rounds} = "
+            f"{config.budget * config.rounds} records, but the unlabelled pool of "
+            f"{config.dataset!r} has only {pool_size}; lower --budget or --rounds.")
+    return d
+
+
+# ---------------------------------------------------------------------------------- models
+
+def _hash(text: str) -> int:
+    return zlib.crc32(text.encode()) & 0x7FFFFFFF
+
+
+def round_key(seed: int, rnd: int, purpose: str, method: str = "") -> jax.Array:
+    key = jax.random.fold_in(jax.random.key(seed), rnd)
+    key = jax.random.fold_in(key, _hash(purpose))
+    return jax.random.fold_in(key, _hash(method)) if method else key
+
+
+def grain_seed(seed: int, rnd: int) -> int:
+    return int(np.random.SeedSequence([seed, rnd, 11]).generate_state(1)[0] & 0x7FFFFFFF)
+
+
+@dataclasses.dataclass(frozen=True)
+class Nets:
+    model: Any
+    aux: Any
+    init: Any       # key -> TrainState (jitted)
+    step: Any       # (state, batch) -> (state, logs)
+    predict: Any    # (state, inputs) -> dict
+
+
+@functools.lru_cache(maxsize=None)
+def nets(task: str, dataset: str, preset: str, head: str | None, lr: float,
+         deepprior: tuple = (None, False)) -> Nets:
+    """Modules and jitted functions, cached so that methods, rounds and runs share compiles."""
+    skeleton = data.spec(dataset).skeleton
+    tx = optax.adam(lr)
+    if task == "heatmap":
+        p = HUMAN_PRESETS[preset]
+        model = models.StackedHourglass(num_joints=skeleton.num_joints, **p.kwargs)
+        aux = None if head is None else models.AuxNet(
+            head=head, num_links=skeleton.num_links, num_joints=skeleton.num_joints)
+        init = jax.jit(lambda k: train.init_heatmap_state(model, aux, k, p.input_size, tx, tx))
+        step = train.make_heatmap_train_step(model, aux, tx, tx, skeleton=skeleton)
+        return Nets(model, aux, init, step, train.make_heatmap_predict(model, aux))
+    dropout, aleatoric = deepprior
+    model = models.DeepPrior(num_joints=skeleton.num_joints, dropout=dropout, aleatoric=aleatoric)
+    aux = None if head is None else models.AuxNet(
+        head=head, num_links=skeleton.num_links, num_joints=skeleton.num_joints, pooling="vector")
+    size = HAND_SIZES[preset]
+    init = jax.jit(lambda k: train.init_regression_state(model, aux, k, size, tx, tx))
+    step = train.make_regression_train_step(model, aux, tx, tx, skeleton=skeleton)
+
+    @jax.jit
+    def predict(state, depth):
+        out = model.apply({"params": state.params}, depth, mc=False)
+        return {"pose_BxJx3": out["pose_BxJx3"]}
+
+    return Nets(model, aux, init, step, predict)
+
+
+def nets_for(config: Config, method: str) -> Nets:
+    task = config.task
+    head = acquisition.get(method).aux_head(task)
+    lr = config.lr if config.lr is not None else (
+        train.HOURGLASS_LR if task == "heatmap" else train.DEEPPRIOR_LR)
+    deepprior = (None, False)
+    if task == "regression":
+        deepprior = ("A" if method in ("mc_dropout", "cke") else None, method == "aleatoric")
+    return nets(task, config.dataset, config.preset, head, float(lr), deepprior)
+
+
+# --------------------------------------------------------------------------- one round's work
+
+_TRAIN_KEYS = {"heatmap": ("image", "heatmaps", "joints", "visible"),
+               "regression": ("depth", "joints", "visible")}
+
+
+def train_round(config: Config, d: Data, n: Nets, state, labelled_N, epochs: int, rnd: int,
+                desc: str):
+    """`epochs` passes (drop-remainder batches) over the labelled set; returns the new state."""
+    batch_size = min(config.batch_size, len(labelled_N))
+    steps = epochs * max(1, len(labelled_N) // batch_size)
+    if steps == 0:
+        return state
+    loader = data.make_loader(d.source, batch_size=batch_size, seed=grain_seed(config.seed, rnd),
+                              train=True, indices=labelled_N, image_size=d.image_size)
+    it = iter(loader)
+    keys = _TRAIN_KEYS[config.task]
+    with tqdm(total=steps, desc=desc, unit="step", leave=False,
+              disable=None if config.progress else True) as bar:
+        for _ in range(steps):
+            batch = next(it)
+            state, logs = n.step(state, {k: batch[k] for k in keys})
+            loss = {k: float(v) for k, v in logs.items()}
+            if not all(np.isfinite(v) for v in loss.values()):
+                raise NonFiniteLossError(
+                    f"{desc}: non-finite loss {loss} at step {int(state.step)}; training stopped. "
+                    "The last good checkpoint (end of the previous round) is kept; try a lower "
+                    "--lr.")
+            bar.update()
+            bar.set_postfix({k: f"{v:.3g}" for k, v in loss.items()}, refresh=False)
+    return state
+
+
+def evaluate(config: Config, d: Data, n: Nets, state) -> dict:
+    """Test-split metrics: {'metrics': {name: value}, 'per_joint': {name: [J values]}}."""
+    sp = data.spec(config.dataset)
+    loader = data.make_loader(d.test, batch_size=config.batch_size, train=False,
+                              image_size=d.image_size)
+    preds, gts, vis, extra = [], [], [], []
+    for batch in loader:
+        if config.task == "heatmap":
+            preds.append(np.asarray(n.predict(state, batch["image"])["joints_BxJx2"]))
+            extra.append(batch["normalizer"])
+        else:
+            out = np.asarray(n.predict(state, batch["depth"])["pose_BxJx3"])
+            to_mm = functools.partial(data.normalised_uvd_to_xyz_mm,
+                                      center_uvd_Bx3=batch["center_uvd"],
+                                      cube_mm_B=batch["cube_mm"], intrinsics=sp.intrinsics)
+            preds.append(np.asarray(to_mm(out)))
+            batch = dict(batch, joints=np.asarray(to_mm(batch["joints"])))
+        gts.append(batch["joints"])
+        vis.append(batch["visible"])
+    pred, gt, visible = (np.concatenate(x) for x in (preds, gts, vis))
+    if config.task == "heatmap":
+        thr, name = (0.5, "pckh@0.5") if sp.metric == "pckh" else (0.2, "pck@0.2")
+        r = metrics.pck(pred, gt, visible, np.concatenate(extra), threshold=thr)
+        mean, per_joint = 100 * float(r.mean), 100 * np.asarray(r.per_joint)
+    else:
+        name = "mean_error_mm"
+        r = metrics.mean_joint_error(pred, gt, visible)
+        mean, per_joint = float(r.mean), np.asarray(r.per_joint)
+    return {"metrics": {name: round(mean, 6)},
+            "per_joint": {name: [round(float(v), 6) for v in per_joint]}}
+
+
+def acquire(config: Config, d: Data, n: Nets, state, method: str, labelled_N, rnd: int):
+    """(selected record indices, OOD statistics) for one round."""
+    is_labelled = np.zeros(len(d.source), bool)
+    is_labelled[labelled_N] = True
+    pool_N = np.flatnonzero(~is_labelled)
+    pool_N = pool_N[pool_N >= d.pool_start]
+    ctx = acquisition.Context(
+        task=config.task, model=n.model, state=state, aux=n.aux,
+        batches=acquisition.loader_batches(d.source, config.batch_size, image_size=d.image_size),
+        labelled=labelled_N, pool=pool_N, budget=config.budget,
+        key=round_key(config.seed, rnd, "acquire", method),
+        skeleton=data.spec(config.dataset).skeleton, progress=config.progress)
+    sel = acquisition.select(method, ctx, pre_subset=config.pre_subset,
+                             **config.method_options.get(method, {}))
+    stats = {"ood_selected_fraction": float(np.mean(d.ood_N[sel.indices] > 0))}
+    if sel.scores is not None and sel.scored_indices is not None:
+        is_ood = d.ood_N[np.asarray(sel.scored_indices)] > 0
+        if 0 < is_ood.sum() < len(is_ood):
+            stats["ood_auroc"] = float(metrics.auroc(np.asarray(sel.scores, np.float64), is_ood))
+    return sel, stats
+
+
+# ------------------------------------------------------------------------------ checkpoints
+
+def _to_saveable(state):
+    return state.replace(rng=jax.random.key_data(state.rng))
+
+
+def _from_saved(state):
+    return state.replace(rng=jax.random.wrap_key_data(state.rng))
+
+
+def _manager(path: pathlib.Path):
+    import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
+    return ocp.CheckpointManager(path.absolute(), options=ocp.CheckpointManagerOptions(
+        max_to_keep=2, create=True, enable_async_checkpointing=False))
+
+
+def _save(mngr, rnd: int, state, meta: dict):
+    import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
+    mngr.save(rnd, args=ocp.args.Composite(state=ocp.args.StandardSave(_to_saveable(state)),
+                                           meta=ocp.args.JsonSave(meta)))
+    mngr.wait_until_finished()
+
+
+def _restore(mngr, rnd: int, template):
+    import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, _to_saveable(template))
+    out = mngr.restore(rnd, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
+                                                    meta=ocp.args.JsonRestore()))
+    return _from_saved(out["state"]), out["meta"]
+
+
+def check_workdir(config: Config, workdir) -> None:
+    """Write the config on first use; refuse a different one later."""
+    workdir = pathlib.Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / CONFIG_FILE
+    ident = config.identity()
+    if path.exists():
+        old = json.loads(path.read_text())
+        if old != ident:
+            diff = {k: (old.get(k), ident.get(k)) for k in sorted(set(old) | set(ident))
+                    if old.get(k) != ident.get(k)}
+            raise SimulationError(
+                f"{workdir} already holds a run with different settings "
+                + ", ".join(f"{k}: was {a!r}, now {b!r}" for k, (a, b) in diff.items())
+                + ". Rerun with the original flags to resume it, or choose another --workdir.")
+    else:
+        _atomic_write(path, json.dumps(ident, indent=2, sort_keys=True))
+
+
+def _atomic_write(path: pathlib.Path, text: str):
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _write_results(workdir: pathlib.Path, rows_by_run: dict):
+    lines = [json.dumps(row, sort_keys=True) for key in sorted(rows_by_run)
+             for row in rows_by_run[key]]
+    _atomic_write(workdir / RESULT_FILE, "".join(line + "\n" for line in lines))
+
+
+# ------------------------------------------------------------------------------------ driver
+
+def run(config: Config, workdir, *, data_: Data | None = None, log=print) -> list[dict]:
+    """Run (or resume) every (method, seed) of `config` in `workdir`; returns the result rows
+    (also in `workdir/results.jsonl`, one per finished round, ordered by method, seed, round)."""
+    workdir = pathlib.Path(workdir)
+    d = data_ if data_ is not None else validate(config)
+    check_workdir(config, workdir)
+    rows_by_run: dict = {}
+    for seed in range(config.seed, config.seed + config.trials):
+        cfg = dataclasses.replace(config, seed=seed)
+        for method in config.methods:
+            key = (config.methods.index(method), seed)
+            rows_by_run[key] = []
+            _run_one(cfg, d, method, workdir, rows_by_run, key, log)
+    return [row for k in sorted(rows_by_run) for row in rows_by_run[k]]
+
+
+def _run_one(config: Config, d: Data, method: str, workdir: pathlib.Path, rows_by_run, run_key,
+             log):
+    n = nets_for(config, method)
+    mngr = _manager(workdir / "checkpoints" / method / f"seed_{config.seed}")
+    state = n.init(round_key(config.seed, 0, "init"))
+    labelled_N = initial_labelled(config, d)
+    start = 0
+    rows = rows_by_run[run_key]
+    last = mngr.latest_step()
+    if last is not None:
+        state, meta = _restore(mngr, last, state)
+        labelled_N = np.asarray(meta["labelled_indices"], np.int64)
+        if [d.ids[i] for i in labelled_N] != meta["labelled_ids"]:
+            raise SimulationError(f"the labelled ids in {mngr.directory} do not match the "
+                                  "dataset; was it rebuilt?")
+        rows.extend(meta["results"])
+        start = last + 1
+        if start <= config.rounds:
+            log(f"[{method} seed {config.seed}] resuming after round {last}")
+    for rnd in range(start, config.rounds + 1):
+        desc = f"{method} s{config.seed} r{rnd}"
+        if rnd > 0 and config.retrain == "scratch":
+            state = n.init(round_key(config.seed, rnd, "init"))
+        epochs = config.epochs if rnd == 0 else config.cycle_epochs
+        t0 = time.perf_counter()
+        state = train_round(config, d, n, state, labelled_N, epochs, rnd, desc)
+        seconds_train = time.perf_counter() - t0
+        row = {"method": method, "seed": config.seed, "round": rnd,
+               "num_labelled": int(len(labelled_N)), **evaluate(config, d, n, state),
+               "selected_ids": [], "seconds_train": round(seconds_train, 3), "seconds_score": 0.0}
+        if rnd < config.rounds:
+            t0 = time.perf_counter()
+            sel, stats = acquire(config, d, n, state, method, labelled_N, rnd)
+            row["seconds_score"] = round(time.perf_counter() - t0, 3)
+            row["selected_ids"] = [d.ids[i] for i in sel.indices]
+            row.update(stats)
+            labelled_N = np.concatenate([labelled_N, sel.indices]).astype(np.int64)
+        rows.append(row)
+        meta = {"round": rnd, "labelled_indices": labelled_N.tolist(),
+                "labelled_ids": [d.ids[i] for i in labelled_N], "results": rows,
+                "config": config.identity()}
+        _save(mngr, rnd, state, meta)
+        _write_results(workdir, rows_by_run)
+        name, value = next(iter(row["metrics"].items()))
+        log(f"[{method} seed {config.seed}] round {rnd}: {row['num_labelled']} labelled, "
+            f"{name} {value:.2f}, train {seconds_train:.1f}s, score {row['seconds_score']:.1f}s"
+            + (f", OOD AUROC {row['ood_auroc']:.3f}" if "ood_auroc" in row else ""))
+        if config.crash_at == f"round:{rnd}" and run_key[0] == 0:
+            raise SimulatedCrash(f"simulated crash after round {rnd}")
+    mngr.close()
+    _write_results(workdir, rows_by_run)
