@@ -2,6 +2,8 @@
 uninterrupted result, a changed config is refused, bad settings fail before any training."""
 import dataclasses
 import json
+import os
+import pathlib
 
 import numpy as np
 import pytest
@@ -48,6 +50,20 @@ def test_every_heatmap_method_runs_two_rounds(data_dir, tmp_path):
     assert any("ood_auroc" in r for r in rows if r["method"] == "vl4pose")
 
 
+def test_hand_methods_run_two_rounds(data_dir, tmp_path):
+    """DeepPrior variants: plain (vl4pose regression head), MC dropout (mc_dropout, cke),
+    aleatoric output; mean joint error in mm."""
+    methods = ("vl4pose", "mc_dropout", "cke", "aleatoric")
+    cfg = config(data_dir, dataset="synthetic_hand", methods=methods, retrain="scratch",
+                 method_options={"mc_dropout": dict(num_samples=3), "cke": dict(num_samples=3)})
+    rows = simulate.run(cfg, tmp_path, log=lambda *_: None)
+    assert [(r["method"], r["round"]) for r in rows] == [(m, r) for m in methods for r in (0, 1)]
+    for r in rows:
+        assert np.isfinite(r["metrics"]["mean_error_mm"]) and r["metrics"]["mean_error_mm"] > 0
+        assert len(r["per_joint"]["mean_error_mm"]) == 16
+    assert all(len(r["selected_ids"]) == 4 for r in rows if r["round"] == 0)
+
+
 def test_resume_after_crash_is_exact(data_dir, tmp_path):
     cfg = config(data_dir, methods=("vl4pose",), rounds=2)
     log = lambda *_: None  # noqa: E731
@@ -75,6 +91,17 @@ def test_resume_after_crash_is_exact(data_dir, tmp_path):
 def test_bad_settings_fail_before_training(data_dir, kw, message):
     with pytest.raises(simulate.SimulationError, match=message):
         simulate.validate(config(data_dir, **kw))
+
+
+def test_cli_bad_flags_exit_nonzero_with_message():
+    import subprocess  # pylint: disable=import-outside-toplevel
+    import sys  # pylint: disable=import-outside-toplevel
+    root = pathlib.Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    out = subprocess.run([sys.executable, "-m", "experiments.al", "--dataset=nope"], cwd=root,
+                         env=env, capture_output=True, text=True, check=False)
+    assert out.returncode != 0
+    assert "unknown dataset 'nope'; known datasets:" in out.stderr
 
 
 def test_report_aggregates_seeds(tmp_path):
