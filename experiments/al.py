@@ -13,6 +13,7 @@ import sys
 
 from absl import app, flags, logging
 
+from experiments import report
 from vl4pose_jax import acquisition, data, simulate
 
 # Paper protocols: unset flags default to these (per dataset, or per --protocol).
@@ -98,13 +99,14 @@ def main(argv):
     try:
         config = config_from_flags()
         d = simulate.validate(config)
-        rows = simulate.run(config, workdir, data_=d)
+        rows = simulate.run(config, workdir, data_=d, on_round=report.round_plotter(workdir))
     except simulate.SimulationError as err:
         print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
-    from experiments import report  # pylint: disable=import-outside-toplevel
-    print(report.markdown_table(report.aggregate(rows)))
-    print(f"results: {workdir}/{simulate.RESULT_FILE}")
+        sys.exit(1)
+    table = report.write_report([workdir], workdir)
+    print(report.markdown_table(table))
+    print(f"results: {workdir}/{simulate.RESULT_FILE}; table and learning curve: "
+          f"{workdir}/report.md, report.csv, learning_curve.png; per-round plots: {workdir}/plots")
 
 
 if __name__ == "__main__":

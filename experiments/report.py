@@ -1,7 +1,9 @@
 """Aggregate AL runs: `python -m experiments.report WORKDIR... [--out=DIR]` reads every
 `results.jsonl`, and writes a Table-1-style summary (rows = methods, columns = labelled-set
 sizes, mean ± std over seeds of the first metric) as Markdown and CSV, plus a learning-curve PNG
-with ±1 std bands, into `--out` (default: the first workdir). `aggregate(rows)` and
+with ±1 std bands, into `--out` (default: the first workdir). `round_plotter(workdir)` is the
+per-round hook of the AL command: a gallery of each selection with predicted skeletons and a
+histogram of the pool's scores vs the selection's (for VL4Pose, the likelihood histogram). `aggregate(rows)` and
 `markdown_table(table)` are the pure pieces the AL command reuses to print its final table.
 """
 from __future__ import annotations
@@ -70,9 +72,7 @@ def write_csv(table, path):
 
 
 def plot_learning_curves(table, path):
-    import matplotlib  # pylint: disable=import-outside-toplevel
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for method, v in table["methods"].items():
         sizes = sorted(v)
@@ -87,6 +87,72 @@ def plot_learning_curves(table, path):
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def _pyplot():
+    import matplotlib  # pylint: disable=import-outside-toplevel
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+    return plt
+
+
+def plot_gallery(examples, title, path, columns: int = 4):
+    """The selected inputs with their predicted skeletons (`simulate.selected_examples`)."""
+    plt = _pyplot()
+    images, joints = np.asarray(examples["image_NxSxSxC"]), np.asarray(examples["joints_NxJx2"])
+    rows = -(-len(images) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(2 * columns, 2 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, image_SxSxC, joints_Jx2 in zip(axes.ravel(), images, joints):
+        if image_SxSxC.shape[-1] == 1:
+            ax.imshow(image_SxSxC[..., 0], cmap="gray")
+        else:
+            ax.imshow(np.clip(image_SxSxC, 0, 1))
+        for parent, child in examples["links"]:
+            ax.plot(joints_Jx2[[parent, child], 0], joints_Jx2[[parent, child], 1], "-",
+                    color="lime", linewidth=1)
+        ax.plot(joints_Jx2[:, 0], joints_Jx2[:, 1], "o", color="red", markersize=2)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_score_histogram(scores_N, selected_mask_N, title, path, xlabel="score"):
+    """Histogram of the pool's scores against those of the selection (VL4Pose: -log L)."""
+    plt = _pyplot()
+    scores_N, selected_mask_N = np.asarray(scores_N, np.float64), np.asarray(selected_mask_N)
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    bins = np.histogram_bin_edges(scores_N[np.isfinite(scores_N)], bins=30)
+    ax.hist(scores_N, bins=bins, alpha=0.5, label="pool", density=True)
+    ax.hist(scores_N[selected_mask_N], bins=bins, alpha=0.6, label="selected", density=True)
+    ax.set_xlabel(xlabel)
+    ax.legend()
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def round_plotter(workdir):
+    """An `on_round` hook for `simulate.run`: gallery and score histogram per acquisition."""
+    plots = pathlib.Path(workdir) / "plots"
+
+    def on_round(row, extras):
+        plots.mkdir(parents=True, exist_ok=True)
+        stem = f"{row['method']}_seed{row['seed']}_round{row['round']}"
+        if extras.get("examples") is not None:
+            plot_gallery(extras["examples"], f"{row['method']}, seed {row['seed']}, round "
+                         f"{row['round']}: selected", plots / f"{stem}_gallery.png")
+        sel = extras.get("selection")
+        if sel is not None and sel.scores is not None and sel.scored_indices is not None:
+            mask = np.isin(np.asarray(sel.scored_indices), np.asarray(sel.indices))
+            xlabel = "-log likelihood" if row["method"] == "vl4pose" else "score"
+            plot_score_histogram(sel.scores, mask, f"{row['method']}: pool vs selection, "
+                                 f"round {row['round']}", plots / f"{stem}_scores.png", xlabel)
+
+    return on_round
 
 
 def write_report(workdirs, out) -> dict:

@@ -56,8 +56,11 @@ def test_hand_methods_run_two_rounds(data_dir, tmp_path):
     methods = ("vl4pose", "mc_dropout", "cke", "aleatoric")
     cfg = config(data_dir, dataset="synthetic_hand", methods=methods, retrain="scratch",
                  method_options={"mc_dropout": dict(num_samples=3), "cke": dict(num_samples=3)})
-    rows = simulate.run(cfg, tmp_path, log=lambda *_: None)
+    rows = simulate.run(cfg, tmp_path, log=lambda *_: None,
+                        on_round=report.round_plotter(tmp_path))
     assert [(r["method"], r["round"]) for r in rows] == [(m, r) for m in methods for r in (0, 1)]
+    assert (tmp_path / "plots" / "vl4pose_seed0_round0_gallery.png").stat().st_size > 0
+    assert (tmp_path / "plots" / "vl4pose_seed0_round0_scores.png").stat().st_size > 0
     for r in rows:
         assert np.isfinite(r["metrics"]["mean_error_mm"]) and r["metrics"]["mean_error_mm"] > 0
         assert len(r["per_joint"]["mean_error_mm"]) == 16

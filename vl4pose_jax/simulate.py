@@ -429,9 +429,30 @@ def _write_results(workdir: pathlib.Path, rows_by_run: dict):
 
 # ------------------------------------------------------------------------------------ driver
 
-def run(config: Config, workdir, *, data_: Data | None = None, log=print) -> list[dict]:
+def selected_examples(config: Config, d: Data, n: Nets, state, indices_N, limit: int = 16):
+    """Inputs and predicted 2-D joints of up to `limit` selected records, for galleries:
+    {'image_NxSxSxC', 'joints_NxJx2' (input pixels, x y), 'links'}."""
+    indices_N = np.asarray(indices_N, np.int64)[:limit]
+    if len(indices_N) == 0:
+        return None
+    batch = next(iter(data.make_loader(d.source, batch_size=len(indices_N), train=False,
+                                       indices=indices_N, image_size=d.image_size)))
+    if config.task == "heatmap":
+        cells = np.asarray(n.predict(state, batch["image"])["joints_BxJx2"])
+        stride = d.image_size / HUMAN_PRESETS[config.preset].heatmap_size
+        return {"image_NxSxSxC": batch["image"], "joints_NxJx2": (cells + 0.5) * stride - 0.5,
+                "links": data.spec(config.dataset).skeleton.links}
+    uvd = np.asarray(n.predict(state, batch["depth"])["pose_BxJx3"])
+    return {"image_NxSxSxC": batch["depth"], "links": data.spec(config.dataset).skeleton.links,
+            "joints_NxJx2": (uvd[..., :2] + 1.0) * 0.5 * d.image_size - 0.5}
+
+
+def run(config: Config, workdir, *, data_: Data | None = None, log=print,
+        on_round=None) -> list[dict]:
     """Run (or resume) every (method, seed) of `config` in `workdir`; returns the result rows
-    (also in `workdir/results.jsonl`, one per finished round, ordered by method, seed, round)."""
+    (also in `workdir/results.jsonl`, one per finished round, ordered by method, seed, round).
+    `on_round(row, extras)` (e.g. plots) is called after each round's checkpoint, with extras
+    {'selection': `acquisition.Selection` or None, 'examples': `selected_examples` or None}."""
     workdir = pathlib.Path(workdir)
     d = data_ if data_ is not None else validate(config)
     check_workdir(config, workdir)
@@ -441,12 +462,12 @@ def run(config: Config, workdir, *, data_: Data | None = None, log=print) -> lis
         for method in config.methods:
             key = (config.methods.index(method), seed)
             rows_by_run[key] = []
-            _run_one(cfg, d, method, workdir, rows_by_run, key, log)
+            _run_one(cfg, d, method, workdir, rows_by_run, key, log, on_round)
     return [row for k in sorted(rows_by_run) for row in rows_by_run[k]]
 
 
 def _run_one(config: Config, d: Data, method: str, workdir: pathlib.Path, rows_by_run, run_key,
-             log):
+             log, on_round=None):
     n = nets_for(config, method)
     mngr = _manager(workdir / "checkpoints" / method / f"seed_{config.seed}")
     state = n.init(round_key(config.seed, 0, "init"))
@@ -475,6 +496,7 @@ def _run_one(config: Config, d: Data, method: str, workdir: pathlib.Path, rows_b
         row = {"method": method, "seed": config.seed, "round": rnd,
                "num_labelled": int(len(labelled_N)), **evaluate(config, d, n, state),
                "selected_ids": [], "seconds_train": round(seconds_train, 3), "seconds_score": 0.0}
+        sel, examples = None, None
         if rnd < config.rounds:
             t0 = time.perf_counter()
             sel, stats = acquire(config, d, n, state, method, labelled_N, rnd)
@@ -482,6 +504,8 @@ def _run_one(config: Config, d: Data, method: str, workdir: pathlib.Path, rows_b
             row["selected_ids"] = [d.ids[i] for i in sel.indices]
             row.update(stats)
             labelled_N = np.concatenate([labelled_N, sel.indices]).astype(np.int64)
+            if on_round is not None:
+                examples = selected_examples(config, d, n, state, sel.indices)
         rows.append(row)
         meta = {"round": rnd, "labelled_indices": labelled_N.tolist(),
                 "labelled_ids": [d.ids[i] for i in labelled_N], "results": rows,
@@ -492,6 +516,8 @@ def _run_one(config: Config, d: Data, method: str, workdir: pathlib.Path, rows_b
         log(f"[{method} seed {config.seed}] round {rnd}: {row['num_labelled']} labelled, "
             f"{name} {value:.2f}, train {seconds_train:.1f}s, score {row['seconds_score']:.1f}s"
             + (f", OOD AUROC {row['ood_auroc']:.3f}" if "ood_auroc" in row else ""))
+        if on_round is not None:
+            on_round(row, {"selection": sel, "examples": examples})
         if config.crash_at == f"round:{rnd}" and run_key[0] == 0:
             raise SimulatedCrash(f"simulated crash after round {rnd}")
     mngr.close()
