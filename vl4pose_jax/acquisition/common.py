@@ -20,7 +20,8 @@ from typing import Any, Callable, Iterable, Mapping
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from vl4pose_jax import parallel
 
 TASKS = ("heatmap", "regression")
 INPUT_KEY = {"heatmap": "image", "regression": "depth"}
@@ -122,11 +123,6 @@ def loader_batches(source, batch_size: int, **loader_kwargs):
 
 # ------------------------------------------------------------------------------------- streaming
 
-def _mesh():
-    devices = jax.devices()
-    return Mesh(np.asarray(devices), ("data",)) if len(devices) > 1 else None
-
-
 def _progress(iterable, enabled, total, desc):
     if enabled and sys.stderr.isatty():
         try:
@@ -152,14 +148,9 @@ def stream(ctx: Context, indices, fn: Callable, *, key=None, desc: str = "scorin
     if len(indices) == 0:
         return indices, {}
     key = ctx.derive_key("stream") if key is None else key
-    mesh = _mesh()
-    state, extra_dev = ctx.state, extra
-    if mesh is not None:
-        replicated = NamedSharding(mesh, PartitionSpec())
-        state = jax.device_put(state, replicated)
-        extra_dev = None if extra is None else jax.device_put(extra, replicated)
-        data_sharding = NamedSharding(mesh, PartitionSpec("data"))
-        ndev = len(jax.devices())
+    mesh = parallel.data_mesh()
+    state = parallel.replicate(ctx.state, mesh)
+    extra_dev = None if extra is None else parallel.replicate(extra, mesh)
     batch_size = None
     out_index, out_parts, pending = [], [], None
 
@@ -171,12 +162,12 @@ def stream(ctx: Context, indices, fn: Callable, *, key=None, desc: str = "scorin
         inputs = np.asarray(batch[ctx.input_key], np.float32)
         n = inputs.shape[0]
         if batch_size is None:
-            batch_size = n if mesh is None else -(-n // ndev) * ndev
+            batch_size = n if mesh is None else -(-n // mesh.size) * mesh.size
         if n > batch_size:
             raise ValueError(f"batch of {n} after a first batch of {batch_size}")
         if n < batch_size:  # repeat the last row: keeps the padding finite for any model
             inputs = np.concatenate([inputs, np.repeat(inputs[-1:], batch_size - n, 0)])
-        inputs = jnp.asarray(inputs) if mesh is None else jax.device_put(inputs, data_sharding)
+        inputs = parallel.shard_batch({"x": inputs}, mesh)["x"]
         res = fn(state, inputs, jax.random.fold_in(key, t), extra_dev)
         if pending is not None:
             fetch(pending)
