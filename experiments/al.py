@@ -33,7 +33,7 @@ PROTOCOLS = {
     # Built-in synthetic sets (config 'small': 200 initial, 1,000 pool, 200 test): CPU minutes.
     "synthetic_human": dict(init_size=200, budget=100, rounds=3, epochs=30, cycle_epochs=10,
                             retrain="finetune", preset="tiny", batch_size=16, pre_subset=None,
-                            data_config="small"),
+                            data_config="small", lr=3e-3),
     "synthetic_hand": dict(init_size=200, budget=100, rounds=3, epochs=30, cycle_epochs=10,
                            retrain="scratch", preset="tiny", batch_size=32, pre_subset=None,
                            data_config="small"),
@@ -62,11 +62,15 @@ flags.DEFINE_string("data_dir", None, "TFDS data directory (default: $VL4POSE_DA
                     "~/tensorflow_datasets).")
 flags.DEFINE_string("data_config", None, "Dataset config (synthetic sets: tiny, small, default).")
 flags.DEFINE_integer("batch_size", None, "Batch size (protocol default).")
-flags.DEFINE_float("lr", None, "Adam learning rate (default 3e-4 hourglass, 1e-3 DeepPrior).")
+flags.DEFINE_float("lr", None, "Adam learning rate (default: 3e-4 hourglass, 1e-3 DeepPrior, "
+                   "3e-3 on synthetic_human).")
+flags.DEFINE_integer("checkpoint_every", 10, "Epochs between mid-training checkpoints (0: only "
+                     "at the end of each round).")
 flags.DEFINE_float("pre_subset", None, "Score only a random fraction (<= 1) or count (> 1) of "
                    "the pool each round (protocol default).")
 flags.DEFINE_string("crash_at", None, "Testing only: 'round:R' aborts after round R's "
-                    "checkpoint, to exercise resume.")
+                    "checkpoint, 'train:R:S' after the mid-training checkpoint at step S of round "
+                    "R, to exercise resume.")
 
 
 def config_from_flags() -> simulate.Config:
@@ -79,7 +83,7 @@ def config_from_flags() -> simulate.Config:
                                        + ", ".join(PROTOCOLS) + ".")
     protocol = dict(PROTOCOLS[protocol_name])
     for name in ("init_size", "budget", "rounds", "epochs", "cycle_epochs", "retrain", "preset",
-                 "batch_size", "pre_subset", "data_config"):
+                 "batch_size", "pre_subset", "data_config", "lr"):
         value = getattr(FLAGS, name)
         if value is not None:
             protocol[name] = value
@@ -87,8 +91,9 @@ def config_from_flags() -> simulate.Config:
     if pre is not None:
         protocol["pre_subset"] = float(pre) if pre <= 1 else int(pre)
     return simulate.Config(dataset=FLAGS.dataset, methods=tuple(FLAGS.method), seed=FLAGS.seed,
-                           trials=FLAGS.trials, data_dir=FLAGS.data_dir, lr=FLAGS.lr,
-                           crash_at=FLAGS.crash_at, **protocol)
+                           trials=FLAGS.trials, data_dir=FLAGS.data_dir,
+                           checkpoint_every=FLAGS.checkpoint_every, crash_at=FLAGS.crash_at,
+                           **protocol)
 
 
 def main(argv):

@@ -68,13 +68,21 @@ def test_hand_methods_run_two_rounds(data_dir, tmp_path):
 
 
 def test_resume_after_crash_is_exact(data_dir, tmp_path):
-    cfg = config(data_dir, methods=("vl4pose",), rounds=2)
+    """Crash mid-training (after a mid-round checkpoint with the grain iterator state), then
+    after a round's checkpoint: the resumed run ends exactly as the uninterrupted one."""
+    cfg = config(data_dir, methods=("vl4pose",), rounds=2, epochs=2, checkpoint_every=1)
     log = lambda *_: None  # noqa: E731
     reference = simulate.run(cfg, tmp_path / "a", log=log)
-    with pytest.raises(simulate.SimulatedCrash):
-        simulate.run(dataclasses.replace(cfg, crash_at="round:0"), tmp_path / "b", log=log)
+    with pytest.raises(simulate.SimulatedCrash, match="step 2"):
+        simulate.run(dataclasses.replace(cfg, crash_at="train:0:2"), tmp_path / "b", log=log)
+    assert not (tmp_path / "b" / "results.jsonl").exists()
+    messages = []
+    with pytest.raises(simulate.SimulatedCrash, match="after round 1"):
+        simulate.run(dataclasses.replace(cfg, crash_at="round:1"), tmp_path / "b",
+                     log=messages.append)
+    assert any("resuming round 0 at step 2" in m for m in messages)
     partial = (tmp_path / "b" / "results.jsonl").read_text().splitlines()
-    assert len(partial) == 1
+    assert len(partial) == 2
     resumed = simulate.run(cfg, tmp_path / "b", log=log)
     assert strip(resumed) == strip(reference)
     # a finished run resumes to the same rows without training

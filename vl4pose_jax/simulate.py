@@ -36,9 +36,10 @@ HUMAN_PRESETS = {**models.PRESETS, "micro": MICRO}
 # DeepPrior crop size per preset (the paper crops 128 x 128).
 HAND_SIZES = {"paper": 128, "tiny": 128, "micro": 32}
 RESULT_FILE = "results.jsonl"
+_MID = 10**7   # mid-training checkpoint step = round * _MID + steps done in the round
 CONFIG_FILE = "config.json"
 # Fields that may change between a run and its resume (they do not change the results).
-_VOLATILE = ("data_dir", "crash_at", "progress")
+_VOLATILE = ("data_dir", "crash_at", "progress", "checkpoint_every")
 
 
 class SimulationError(Exception):
@@ -61,7 +62,8 @@ class Config:
     'scratch' (fresh initialisation every round, CKE paper). `pre_subset`: score only a random
     subset of the pool (int count or float fraction), None for the whole pool. `crash_at`
     (tests): 'round:R' raises `SimulatedCrash` right after round R's checkpoint of the first
-    (method, seed)."""
+    (method, seed), 'train:R:S' right after the mid-training checkpoint at step S of round R.
+    `checkpoint_every`: epochs between mid-training checkpoints (0: only at round ends)."""
     dataset: str = "synthetic_human"
     methods: tuple = ("random",)
     seed: int = 0
@@ -79,6 +81,7 @@ class Config:
     lr: float | None = None
     pre_subset: Any = None
     method_options: dict = dataclasses.field(default_factory=dict)
+    checkpoint_every: int = 10
     crash_at: str | None = None
     progress: bool = True
 
@@ -122,6 +125,25 @@ class _Union:
 
     def __repr__(self):
         return f"Union({self.parts!r})"
+
+
+class _View(_Union):
+    """Records `indices_N` of a `_Union` with a stable repr (grain checks the data source's
+    repr when an iterator state is restored, so it must not contain a memory address)."""
+
+    def __init__(self, union: _Union, indices_N):
+        self.union, self.indices_N = union, np.asarray(indices_N, np.int64)
+        self.spec = union.spec
+
+    def __len__(self):
+        return len(self.indices_N)
+
+    def __getitem__(self, i):
+        return self.union[int(self.indices_N[int(i)])]
+
+    def __repr__(self):
+        digest = zlib.crc32(self.indices_N.tobytes())
+        return f"View({self.union!r}, {len(self.indices_N)} records, crc32 {digest:08x})"
 
 
 @dataclasses.dataclass
@@ -238,6 +260,13 @@ class Nets:
 
 
 @functools.lru_cache(maxsize=None)
+def _pose_init(model, input_shape: tuple, kwargs: tuple):
+    """A jitted `key -> pose variables`, shared by every auxiliary head (XLA:CPU compiles
+    initialisers slowly, so each model is compiled once)."""
+    return jax.jit(lambda k: model.init(k, jnp.zeros(input_shape, jnp.float32), **dict(kwargs)))
+
+
+@functools.lru_cache(maxsize=None)
 def nets(task: str, dataset: str, preset: str, head: str | None, lr: float,
          deepprior: tuple = (None, False)) -> Nets:
     """Modules and jitted functions, cached so that methods, rounds and runs share compiles."""
@@ -248,7 +277,10 @@ def nets(task: str, dataset: str, preset: str, head: str | None, lr: float,
         model = models.StackedHourglass(num_joints=skeleton.num_joints, **p.kwargs)
         aux = None if head is None else models.AuxNet(
             head=head, num_links=skeleton.num_links, num_joints=skeleton.num_joints)
-        init = jax.jit(lambda k: train.init_heatmap_state(model, aux, k, p.input_size, tx, tx))
+        pose_init = _pose_init(model, (1, p.input_size, p.input_size, 3), (("train", False),))
+        init_aux = jax.jit(lambda k, v: train.init_heatmap_state(
+            model, aux, k, p.input_size, tx, tx, pose_variables=v))
+        init = lambda k: init_aux(k, pose_init(k))  # noqa: E731
         step = train.make_heatmap_train_step(model, aux, tx, tx, skeleton=skeleton)
         return Nets(model, aux, init, step, train.make_heatmap_predict(model, aux))
     dropout, aleatoric = deepprior
@@ -256,7 +288,10 @@ def nets(task: str, dataset: str, preset: str, head: str | None, lr: float,
     aux = None if head is None else models.AuxNet(
         head=head, num_links=skeleton.num_links, num_joints=skeleton.num_joints, pooling="vector")
     size = HAND_SIZES[preset]
-    init = jax.jit(lambda k: train.init_regression_state(model, aux, k, size, tx, tx))
+    pose_init = _pose_init(model, (1, size, size, 1), (("mc", False),))
+    init_aux = jax.jit(lambda k, v: train.init_regression_state(model, aux, k, size, tx, tx,
+                                                                pose_variables=v))
+    init = lambda k: init_aux(k, pose_init(k))  # noqa: E731
     step = train.make_regression_train_step(model, aux, tx, tx, skeleton=skeleton)
 
     @jax.jit
@@ -285,19 +320,27 @@ _TRAIN_KEYS = {"heatmap": ("image", "heatmaps", "joints", "visible"),
 
 
 def train_round(config: Config, d: Data, n: Nets, state, labelled_N, epochs: int, rnd: int,
-                desc: str):
-    """`epochs` passes (drop-remainder batches) over the labelled set; returns the new state."""
+                desc: str, *, start_step: int = 0, iterator_state: bytes | None = None,
+                checkpoint=None):
+    """`epochs` passes (drop-remainder batches) over the labelled set; returns the new state.
+    Every `config.checkpoint_every` epochs, `checkpoint(state, steps_done, iterator_state)`;
+    `start_step` / `iterator_state` resume from such a checkpoint."""
     batch_size = min(config.batch_size, len(labelled_N))
-    steps = epochs * max(1, len(labelled_N) // batch_size)
-    if steps == 0:
+    steps_per_epoch = max(1, len(labelled_N) // batch_size)
+    steps = epochs * steps_per_epoch
+    if steps <= start_step:
         return state
-    loader = data.make_loader(d.source, batch_size=batch_size, seed=grain_seed(config.seed, rnd),
-                              train=True, indices=labelled_N, image_size=d.image_size)
+    loader = data.make_loader(_View(d.source, labelled_N), batch_size=batch_size,
+                              seed=grain_seed(config.seed, rnd), train=True,
+                              image_size=d.image_size)
     it = iter(loader)
+    if iterator_state is not None:
+        it.set_state(iterator_state)
+    every = config.checkpoint_every * steps_per_epoch
     keys = _TRAIN_KEYS[config.task]
-    with tqdm(total=steps, desc=desc, unit="step", leave=False,
+    with tqdm(total=steps, initial=start_step, desc=desc, unit="step", leave=False,
               disable=None if config.progress else True) as bar:
-        for _ in range(steps):
+        for done in range(start_step + 1, steps + 1):
             batch = next(it)
             state, logs = n.step(state, {k: batch[k] for k in keys})
             loss = {k: float(v) for k, v in logs.items()}
@@ -308,6 +351,8 @@ def train_round(config: Config, d: Data, n: Nets, state, labelled_N, epochs: int
                     "--lr.")
             bar.update()
             bar.set_postfix({k: f"{v:.3g}" for k, v in loss.items()}, refresh=False)
+            if checkpoint is not None and every > 0 and done % every == 0 and done < steps:
+                checkpoint(state, done, it.get_state())
     return state
 
 
@@ -469,7 +514,8 @@ def run(config: Config, workdir, *, data_: Data | None = None, log=print,
 def _run_one(config: Config, d: Data, method: str, workdir: pathlib.Path, rows_by_run, run_key,
              log, on_round=None):
     n = nets_for(config, method)
-    mngr = _manager(workdir / "checkpoints" / method / f"seed_{config.seed}")
+    base = workdir / "checkpoints" / method / f"seed_{config.seed}"
+    mngr, mid = _manager(base / "rounds"), _manager(base / "training")
     state = n.init(round_key(config.seed, 0, "init"))
     labelled_N = initial_labelled(config, d)
     start = 0
@@ -490,8 +536,23 @@ def _run_one(config: Config, d: Data, method: str, workdir: pathlib.Path, rows_b
         if rnd > 0 and config.retrain == "scratch":
             state = n.init(round_key(config.seed, rnd, "init"))
         epochs = config.epochs if rnd == 0 else config.cycle_epochs
+        resume = {}
+        mid_last = mid.latest_step()
+        if mid_last is not None and mid_last // _MID == rnd:
+            state, mid_meta = _restore(mid, mid_last, state)
+            resume = dict(start_step=mid_meta["step"],
+                          iterator_state=mid_meta["iterator"].encode())
+            log(f"[{method} seed {config.seed}] resuming round {rnd} at step {mid_meta['step']}")
+
+        def checkpoint(state, done, iterator_state, rnd=rnd):
+            _save(mid, rnd * _MID + done, state, {"round": rnd, "step": done,
+                                                  "iterator": iterator_state.decode()})
+            if config.crash_at == f"train:{rnd}:{done}" and run_key[0] == 0:
+                raise SimulatedCrash(f"simulated crash in round {rnd} at step {done}")
+
         t0 = time.perf_counter()
-        state = train_round(config, d, n, state, labelled_N, epochs, rnd, desc)
+        state = train_round(config, d, n, state, labelled_N, epochs, rnd, desc,
+                            checkpoint=checkpoint, **resume)
         seconds_train = time.perf_counter() - t0
         row = {"method": method, "seed": config.seed, "round": rnd,
                "num_labelled": int(len(labelled_N)), **evaluate(config, d, n, state),
@@ -521,4 +582,5 @@ def _run_one(config: Config, d: Data, method: str, workdir: pathlib.Path, rows_b
         if config.crash_at == f"round:{rnd}" and run_key[0] == 0:
             raise SimulatedCrash(f"simulated crash after round {rnd}")
     mngr.close()
+    mid.close()
     _write_results(workdir, rows_by_run)
