@@ -127,25 +127,6 @@ class _Union:
         return f"Union({self.parts!r})"
 
 
-class _View(_Union):
-    """Records `indices_N` of a `_Union` with a stable repr (grain checks the data source's
-    repr when an iterator state is restored, so it must not contain a memory address)."""
-
-    def __init__(self, union: _Union, indices_N):
-        self.union, self.indices_N = union, np.asarray(indices_N, np.int64)
-        self.spec = union.spec
-
-    def __len__(self):
-        return len(self.indices_N)
-
-    def __getitem__(self, i):
-        return self.union[int(self.indices_N[int(i)])]
-
-    def __repr__(self):
-        digest = zlib.crc32(self.indices_N.tobytes())
-        return f"View({self.union!r}, {len(self.indices_N)} records, crc32 {digest:08x})"
-
-
 @dataclasses.dataclass
 class Data:
     source: _Union          # train (if any) + pool
@@ -330,7 +311,7 @@ def train_round(config: Config, d: Data, n: Nets, state, labelled_N, epochs: int
     steps = epochs * steps_per_epoch
     if steps <= start_step:
         return state
-    loader = data.make_loader(_View(d.source, labelled_N), batch_size=batch_size,
+    loader = data.make_loader(d.source, indices=labelled_N, batch_size=batch_size,
                               seed=grain_seed(config.seed, rnd), train=True,
                               image_size=d.image_size)
     it = iter(loader)

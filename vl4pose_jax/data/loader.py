@@ -32,6 +32,7 @@ fixed by (`seed`, `num_workers`): resume with the same `num_workers`.
 from __future__ import annotations
 
 import dataclasses
+import zlib
 from typing import Sequence
 
 import grain.python as gp
@@ -120,7 +121,8 @@ class Source:
 
 
 class _Subset:
-    """Records `indices` of a source (keeps each record's own `index`)."""
+    """Records `indices` of a source (keeps each record's own `index`). Its repr is stable
+    (grain compares the data source's repr when an iterator state is restored)."""
 
     def __init__(self, source, indices):
         self._source = source
@@ -131,6 +133,10 @@ class _Subset:
 
     def __getitem__(self, i):
         return self._source[int(self._indices[int(i)])]
+
+    def __repr__(self):
+        digest = zlib.crc32(self._indices.tobytes())
+        return f"Subset({self._source!r}, {len(self._indices)} records, crc32 {digest:08x})"
 
 
 def load(name: str, split: str, *, data_dir=None, config=None,
