@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 
+import jax
 from absl import app, flags, logging
 
 from experiments import report
@@ -68,6 +69,9 @@ flags.DEFINE_integer("checkpoint_every", 10, "Epochs between mid-training checkp
                      "at the end of each round).")
 flags.DEFINE_float("pre_subset", None, "Score only a random fraction (<= 1) or count (> 1) of "
                    "the pool each round (protocol default).")
+flags.DEFINE_string("compilation_cache", "default", "Persistent XLA compilation cache folder, so "
+                    "a resumed or repeated run does not compile again ('default': "
+                    "WORKDIR/compilation_cache; '' disables it).")
 flags.DEFINE_string("crash_at", None, "Testing only: 'round:R' aborts after round R's "
                     "checkpoint, 'train:R:S' after the mid-training checkpoint at step S of round "
                     "R, to exercise resume.")
@@ -101,6 +105,11 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     logging.set_verbosity(logging.WARNING)   # Orbax logs every save at INFO
     workdir = FLAGS.workdir or f"runs/{FLAGS.dataset}_{'_'.join(FLAGS.method)}"
+    cache = (f"{workdir}/compilation_cache" if FLAGS.compilation_cache == "default"
+             else FLAGS.compilation_cache)
+    if cache:
+        jax.config.update("jax_compilation_cache_dir", cache)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
     try:
         config = config_from_flags()
         d = simulate.validate(config)
