@@ -40,6 +40,9 @@ def torch_conv(features: int, kernel: int | tuple[int, int], in_features: int, *
                name: str | None = None) -> nn.Conv:
     """A conv with bias and PyTorch's default init; padding defaults to (k-1)//2 per side."""
     kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
+    if (kh, kw) == (1, 1) and stride == 1 and padding in (None, 0, 'SAME', 'VALID'):
+        # A 1x1 conv is a matmul over channels; XLA:CPU runs it ~1.8x faster as a dot.
+        return torch_dense(features, in_features, name=name)
     if padding is None:
         padding = ((kh - 1) // 2, (kw - 1) // 2)
     return nn.Conv(features, (kh, kw), strides=stride, padding=padding,
