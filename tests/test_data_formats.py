@@ -4,7 +4,6 @@ import pytest
 
 from vl4pose_jax import skeletons
 from vl4pose_jax.data import formats, hands
-from vl4pose_jax.data.hdf5_lite import _Reader
 
 
 def test_lspet_joints_mat(shared_data):
@@ -56,7 +55,7 @@ def test_mpii_sample_json(shared_data):
     np.testing.assert_allclose(p.joints[skeletons.mpii16.index("pelvis")], [974, 446])
 
 
-def test_newell_valid_h5_without_h5py(shared_data):
+def test_newell_valid_h5(shared_data):
     valid = formats.read_newell_valid(shared_data / "mpii_sample" / "valid.h5")
     assert len(valid.imgname) == 2958 and valid.joints.shape == (2958, 16, 2)
     assert valid.imgname[0] == "005808361.jpg"
@@ -70,11 +69,11 @@ def test_newell_valid_h5_without_h5py(shared_data):
     assert np.median(np.abs(est[ok] / valid.normalize[ok] - 1)) < 0.05
 
 
-def test_hdf5_lite_rejects_non_hdf5(tmp_path):
+def test_newell_valid_rejects_non_hdf5(tmp_path):
     bad = tmp_path / "x.h5"
     bad.write_bytes(b"not an hdf5 file at all" * 4)
-    with pytest.raises(ValueError, match="not an HDF5 file"):
-        _Reader(bad.read_bytes(), str(bad))
+    with pytest.raises(ValueError, match="not a readable HDF5 file"):
+        formats.read_newell_valid(bad)
 
 
 def test_icvl_test_labels(shared_data):

@@ -6,7 +6,7 @@ synthetic human and hand sets, and the grain pipeline that crops, augments and b
     source = data.load("lspet", "pool", data_dir=...)                   # random access
     loader = data.make_loader(source, batch_size=16, seed=0, train=True, num_workers=2)
 
-Modules: `formats` (label/image readers), `hdf5_lite` (valid.h5 without h5py), `transforms`
+Modules: `formats` (label/image readers), `transforms`
 (human crop/augment/heatmaps), `hands` (depth crop, normalised UVD <-> mm), `builders` (TFDS
 builders, `build`), `synthetic` / `synthetic_builders` (the built-in sets), `loader` (`load`,
 `make_loader`, the batch contract), `prepare` (the CLI).

@@ -11,7 +11,7 @@ its coordinates are meaningless and must never be trained on).
     often garbage, e.g. negative), so it maps to -1.
   * MPII JSON (the mmpose/HRNet list of person dicts: image, joints 16x[x, y], joints_vis,
     center, scale, optional headbox): joints_vis 0 or a negative coordinate is absent.
-  * Newell's `valid.h5` (via `hdf5_lite.read_hdf5`): the stacked-hourglass validation people.
+  * Newell's `valid.h5` (via h5py): the stacked-hourglass validation people.
   * ICVL `labels.txt` / `test_seq_N.txt`: a relative image path then 16 x (u px, v px, d mm).
   * NYU: the 14-joint text labels (one frame per line, 14 x (u, v, d mm)) with an optional list
     of file names, or `joint_data.mat` (`joint_uvd` (cameras, N, 36, 3), reduced to 14 joints).
@@ -26,6 +26,7 @@ import os
 import re
 from typing import NamedTuple
 
+import h5py
 import numpy as np
 
 from vl4pose_jax import skeletons
@@ -163,11 +164,14 @@ class NewellValid(NamedTuple):
 
 def read_newell_valid(path) -> NewellValid:
     """Newell's stacked-hourglass `valid.h5` (or `annot.h5`): the MPII validation people."""
-    from vl4pose_jax.data.hdf5_lite import read_hdf5  # pylint: disable=import-outside-toplevel
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Newell validation file not found: {path}")
-    d = read_hdf5(path)
+    try:
+        with h5py.File(path, "r") as f:
+            d = {name: f[name][()] for name in f if isinstance(f[name], h5py.Dataset)}
+    except OSError as err:
+        raise ValueError(f"{path}: not a readable HDF5 file ({err})") from None
     missing = {"imgname", "part", "normalize"} - set(d)
     if missing:
         raise ValueError(f"{path}: missing fields {sorted(missing)} (has {sorted(d)})")
