@@ -69,6 +69,9 @@ flags.DEFINE_integer("checkpoint_every", 10, "Epochs between mid-training checkp
                      "at the end of each round).")
 flags.DEFINE_float("pre_subset", None, "Score only a random fraction (<= 1) or count (> 1) of "
                    "the pool each round (protocol default).")
+flags.DEFINE_enum("precision", "float32", ["float32", "bfloat16"], "Compute dtype of the "
+                  "networks: 'bfloat16' computes in bfloat16 with float32 parameters and losses "
+                  "(for GPU/TPU); 'float32' (default) everywhere else. Part of the run's identity.")
 flags.DEFINE_string("compilation_cache", "default", "Persistent XLA compilation cache folder, so "
                     "a resumed or repeated run does not compile again ('default': "
                     "WORKDIR/compilation_cache; '' disables it).")
@@ -97,7 +100,7 @@ def config_from_flags() -> simulate.Config:
     return simulate.Config(dataset=FLAGS.dataset, methods=tuple(FLAGS.method), seed=FLAGS.seed,
                            trials=FLAGS.trials, data_dir=FLAGS.data_dir,
                            checkpoint_every=FLAGS.checkpoint_every, crash_at=FLAGS.crash_at,
-                           **protocol)
+                           precision=FLAGS.precision, **protocol)
 
 
 def main(argv):

@@ -40,6 +40,8 @@ _MID = 10**7   # mid-training checkpoint step = round * _MID + steps done in the
 CONFIG_FILE = "config.json"
 # Fields that may change between a run and its resume (they do not change the results).
 _VOLATILE = ("data_dir", "crash_at", "progress", "checkpoint_every")
+# --precision: the models' compute dtype (parameters and losses stay float32).
+PRECISIONS = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
 class SimulationError(Exception):
@@ -63,7 +65,9 @@ class Config:
     subset of the pool (int count or float fraction), None for the whole pool. `crash_at`
     (tests): 'round:R' raises `SimulatedCrash` right after round R's checkpoint of the first
     (method, seed), 'train:R:S' right after the mid-training checkpoint at step S of round R.
-    `checkpoint_every`: epochs between mid-training checkpoints (0: only at round ends)."""
+    `checkpoint_every`: epochs between mid-training checkpoints (0: only at round ends).
+    `precision`: 'float32', or 'bfloat16' for bfloat16 compute with float32 parameters, optimiser
+    state and losses (for GPU/TPU; XLA:CPU runs bfloat16 slowly)."""
     dataset: str = "synthetic_human"
     methods: tuple = ("random",)
     seed: int = 0
@@ -84,6 +88,7 @@ class Config:
     checkpoint_every: int = 10
     crash_at: str | None = None
     progress: bool = True
+    precision: str = "float32"
 
     @property
     def task(self) -> str:
@@ -193,6 +198,9 @@ def validate(config: Config) -> Data:
     presets = HUMAN_PRESETS if task == "heatmap" else HAND_SIZES
     if config.preset not in presets:
         raise SimulationError(f"unknown preset {config.preset!r}; known: {sorted(presets)}.")
+    if config.precision not in PRECISIONS:
+        raise SimulationError(f"--precision must be one of {sorted(PRECISIONS)}, "
+                              f"not {config.precision!r}.")
     if config.retrain not in ("scratch", "finetune"):
         raise SimulationError(f"--retrain must be 'scratch' or 'finetune', not {config.retrain!r}.")
     for name in ("budget", "init_size", "batch_size", "trials"):
@@ -249,15 +257,16 @@ def _pose_init(model, input_shape: tuple, kwargs: tuple):
 
 @functools.lru_cache(maxsize=None)
 def nets(task: str, dataset: str, preset: str, head: str | None, lr: float,
-         deepprior: tuple = (None, False)) -> Nets:
+         deepprior: tuple = (None, False), precision: str = "float32") -> Nets:
     """Modules and jitted functions, cached so that methods, rounds and runs share compiles."""
     skeleton = data.spec(dataset).skeleton
+    dtype = PRECISIONS[precision]
     tx = optax.adam(lr)
     if task == "heatmap":
         p = HUMAN_PRESETS[preset]
-        model = models.StackedHourglass(num_joints=skeleton.num_joints, **p.kwargs)
+        model = models.StackedHourglass(num_joints=skeleton.num_joints, dtype=dtype, **p.kwargs)
         aux = None if head is None else models.AuxNet(
-            head=head, num_links=skeleton.num_links, num_joints=skeleton.num_joints)
+            head=head, num_links=skeleton.num_links, num_joints=skeleton.num_joints, dtype=dtype)
         pose_init = _pose_init(model, (1, p.input_size, p.input_size, 3), (("train", False),))
         init_aux = jax.jit(lambda k, v: train.init_heatmap_state(
             model, aux, k, p.input_size, tx, tx, pose_variables=v))
@@ -265,9 +274,11 @@ def nets(task: str, dataset: str, preset: str, head: str | None, lr: float,
         step = train.make_heatmap_train_step(model, aux, tx, tx, skeleton=skeleton)
         return Nets(model, aux, init, step, train.make_heatmap_predict(model, aux))
     dropout, aleatoric = deepprior
-    model = models.DeepPrior(num_joints=skeleton.num_joints, dropout=dropout, aleatoric=aleatoric)
+    model = models.DeepPrior(num_joints=skeleton.num_joints, dropout=dropout, aleatoric=aleatoric,
+                             dtype=dtype)
     aux = None if head is None else models.AuxNet(
-        head=head, num_links=skeleton.num_links, num_joints=skeleton.num_joints, pooling="vector")
+        head=head, num_links=skeleton.num_links, num_joints=skeleton.num_joints, pooling="vector",
+        dtype=dtype)
     size = HAND_SIZES[preset]
     pose_init = _pose_init(model, (1, size, size, 1), (("mc", False),))
     init_aux = jax.jit(lambda k, v: train.init_regression_state(model, aux, k, size, tx, tx,
@@ -291,7 +302,7 @@ def nets_for(config: Config, method: str) -> Nets:
     deepprior = (None, False)
     if task == "regression":
         deepprior = ("A" if method in ("mc_dropout", "cke") else None, method == "aleatoric")
-    return nets(task, config.dataset, config.preset, head, float(lr), deepprior)
+    return nets(task, config.dataset, config.preset, head, float(lr), deepprior, config.precision)
 
 
 # --------------------------------------------------------------------------- one round's work
@@ -429,7 +440,8 @@ def check_workdir(config: Config, workdir) -> None:
     path = workdir / CONFIG_FILE
     ident = config.identity()
     if path.exists():
-        old = json.loads(path.read_text())
+        # Workdirs written before --precision existed ran in float32.
+        old = {"precision": "float32", **json.loads(path.read_text())}
         if old != ident:
             diff = {k: (old.get(k), ident.get(k)) for k in sorted(set(old) | set(ident))
                     if old.get(k) != ident.get(k)}

@@ -15,6 +15,8 @@ features then pass an MLP (`fc`, ReLU after each layer) and a linear output laye
   * 'learning_loss': `loss_B`, the predicted loss;
   * 'aleatoric': `log_var_BxJ`, per-joint log-variance.
 Weights use PyTorch's default init, as the reference (see `hourglass.torch_conv`).
+`dtype` (default float32) is the compute dtype of every layer; parameters stay float32 and every
+output is cast back to float32 (bfloat16 mixed precision).
 """
 from __future__ import annotations
 
@@ -36,14 +38,16 @@ _DIAG = np.arange(3)
 class ConvFusion(nn.Module):
     """Reference multi-scale fusion: x = hourglass map; per inner map, x = ReLU(conv 2x2/2 (x)) +
     inner map; then a VALID conv spanning the remaining map, ReLU. Returns B x C."""
+    dtype: jnp.dtype = jnp.float32
 
     @nn.compact
     def __call__(self, hourglass_BxhxwxC, inner):
-        C = hourglass_BxhxwxC.shape[-1]
-        x = hourglass_BxhxwxC
+        C, dt = hourglass_BxhxwxC.shape[-1], self.dtype
+        x = hourglass_BxhxwxC.astype(dt)
         for inner_map in inner:
-            x = nn.relu(torch_conv(C, 2, C, stride=2, padding='VALID')(x)) + inner_map
-        x = torch_conv(C, x.shape[1:3], C, padding='VALID')(x)
+            x = (nn.relu(torch_conv(C, 2, C, stride=2, padding='VALID', dtype=dt)(x))
+                 + inner_map.astype(dt))
+        x = torch_conv(C, x.shape[1:3], C, padding='VALID', dtype=dt)(x)
         return nn.relu(x.reshape(x.shape[0], C))
 
 
@@ -54,6 +58,7 @@ class AuxNet(nn.Module):
     num_joints: int = 0
     pooling: str = 'conv'
     fc: Sequence[int] = (128, 64, 32, 16)
+    dtype: jnp.dtype = jnp.float32
 
     def _out_width(self) -> int:
         if self.head in ('vl4pose_heatmap', 'vl4pose_regression') and self.num_links <= 0:
@@ -68,21 +73,21 @@ class AuxNet(nn.Module):
 
     @nn.compact
     def __call__(self, features):
-        out_width = self._out_width()
+        out_width, dt = self._out_width(), self.dtype
         features = jax.lax.stop_gradient(features)
         if self.pooling == 'conv':
-            x = ConvFusion(name='fusion')(features['hourglass'], features['inner'])
+            x = ConvFusion(dtype=dt, name='fusion')(features['hourglass'], features['inner'])
         elif self.pooling == 'avg':
             x = features['penultimate']
         elif self.pooling == 'vector':
-            x = nn.relu(torch_dense(256, features.shape[-1], name='embed')(features))
+            x = nn.relu(torch_dense(256, features.shape[-1], name='embed', dtype=dt)(features))
         else:
             raise ValueError(f"unknown pooling {self.pooling!r}; expected one of {POOLINGS}")
 
         for i, width in enumerate(self.fc):
-            x = nn.relu(torch_dense(width, x.shape[-1], name=f'fc_{i}')(x))
-        raw = torch_dense(out_width, x.shape[-1], name='out')(x)
-        return self._split(raw)
+            x = nn.relu(torch_dense(width, x.shape[-1], name=f'fc_{i}', dtype=dt)(x))
+        raw = torch_dense(out_width, x.shape[-1], name='out', dtype=dt)(x)
+        return self._split(raw.astype(jnp.float32))
 
     def _split(self, raw_BxO):
         B = raw_BxO.shape[0]

@@ -11,6 +11,8 @@ of 12 filters, each conv -> (dropout) -> maxpool 2x2 (after conv1 and conv2 only
 then Dense 1024 ReLU -> Dense 1024 ReLU -> Dense(3J); Glorot-uniform kernels and zero biases as in
 Keras. Dropout (variants 'A', 'B', 'C', see `DROPOUT_SITES`) is active iff `mc=True`. The reference
 keeps dropout on in training as well, so train the Bayesian variants with `mc=True`.
+`dtype` (default float32) is the compute dtype of every conv and dense; parameters stay float32
+and every output is cast back to float32 (bfloat16 mixed precision).
 `mc_predict` runs T stochastic passes of a batch at once and returns their mean and variances.
 """
 from __future__ import annotations
@@ -39,6 +41,7 @@ class DeepPrior(nn.Module):
     aleatoric: bool = False
     features: int = 12
     dense: int = 1024
+    dtype: jnp.dtype = jnp.float32
 
     @nn.compact
     def __call__(self, depth_BxHxWx1, *, mc: bool = False):
@@ -54,21 +57,25 @@ class DeepPrior(nn.Module):
         B = depth_BxHxWx1.shape[0]
         x = depth_BxHxWx1
         for i in (1, 2, 3):
-            x = nn.Conv(self.features, (5, 5), padding='VALID', kernel_init=_GLOROT, name=f'conv{i}')(x)
+            x = nn.Conv(self.features, (5, 5), padding='VALID', kernel_init=_GLOROT, name=f'conv{i}',
+                        dtype=self.dtype, param_dtype=jnp.float32)(x)
             x = maybe_dropout(x, f'conv{i}')
             if i < 3:
                 x = nn.max_pool(x, (2, 2), strides=(2, 2))
             x = nn.leaky_relu(x, negative_slope=0.05)
         x = x.reshape(B, -1)
-        x = maybe_dropout(nn.relu(nn.Dense(self.dense, kernel_init=_GLOROT, name='fc1')(x)), 'fc1')
-        embedding_BxD = nn.relu(nn.Dense(self.dense, kernel_init=_GLOROT, name='fc2')(x))
+        dense = functools.partial(nn.Dense, kernel_init=_GLOROT, dtype=self.dtype,
+                                  param_dtype=jnp.float32)
+        x = maybe_dropout(nn.relu(dense(self.dense, name='fc1')(x)), 'fc1')
+        embedding_BxD = nn.relu(dense(self.dense, name='fc2')(x))
         x = maybe_dropout(embedding_BxD, 'fc2')
 
         J = self.num_joints
-        out = {'pose_BxJx3': nn.Dense(3 * J, kernel_init=_GLOROT, name='pose')(x).reshape(B, J, 3),
-               'embedding_BxD': embedding_BxD}
+        f32 = lambda a: a.astype(jnp.float32)  # noqa: E731
+        out = {'pose_BxJx3': f32(dense(3 * J, name='pose')(x).reshape(B, J, 3)),
+               'embedding_BxD': f32(embedding_BxD)}
         if self.aleatoric:
-            out['log_var_BxJx3'] = nn.Dense(3 * J, kernel_init=_GLOROT, name='log_var')(x).reshape(B, J, 3)
+            out['log_var_BxJx3'] = f32(dense(3 * J, name='log_var')(x).reshape(B, J, 3))
         return out
 
 

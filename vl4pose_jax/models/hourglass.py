@@ -12,6 +12,8 @@ Blocks follow the reference (conv -> BN -> ReLU; pre-activation bottleneck resid
 skip exists only when the width changes), with Newell's long skip from each stack's input.
 Weights are initialised as PyTorch does by default (`torch_conv`, `torch_dense`) and BatchNorm
 uses PyTorch's momentum 0.1 (Flax momentum 0.9) and eps 1e-5, so training behaves like the reference.
+`dtype` (default float32) is the compute dtype of every conv, dense and BatchNorm; parameters stay
+float32 (`param_dtype`), and every output in the dict is cast back to float32 (bfloat16 mixed precision).
 """
 from __future__ import annotations
 
@@ -37,30 +39,34 @@ def _torch_bias_init(fan_in: int):
 
 def torch_conv(features: int, kernel: int | tuple[int, int], in_features: int, *,
                stride: int = 1, padding: int | str | None = None,
-               name: str | None = None) -> nn.Conv:
+               name: str | None = None, dtype=jnp.float32) -> nn.Conv:
     """A conv with bias and PyTorch's default init; padding defaults to (k-1)//2 per side."""
     kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
     if (kh, kw) == (1, 1) and stride == 1 and padding in (None, 0, 'SAME', 'VALID'):
         # A 1x1 conv is a matmul over channels; XLA:CPU runs it ~1.8x faster as a dot.
-        return torch_dense(features, in_features, name=name)
+        return torch_dense(features, in_features, name=name, dtype=dtype)
     if padding is None:
         padding = ((kh - 1) // 2, (kw - 1) // 2)
     return nn.Conv(features, (kh, kw), strides=stride, padding=padding,
                    kernel_init=_TORCH_KERNEL_INIT,
-                   bias_init=_torch_bias_init(in_features * kh * kw), name=name)
+                   bias_init=_torch_bias_init(in_features * kh * kw), name=name,
+                   dtype=dtype, param_dtype=jnp.float32)
 
 
-def torch_dense(features: int, in_features: int, name: str | None = None) -> nn.Dense:
+def torch_dense(features: int, in_features: int, name: str | None = None,
+                dtype=jnp.float32) -> nn.Dense:
     """A dense layer with PyTorch's default init (as `nn.Linear`)."""
     return nn.Dense(features, kernel_init=_TORCH_KERNEL_INIT,
-                    bias_init=_torch_bias_init(in_features), name=name)
+                    bias_init=_torch_bias_init(in_features), name=name,
+                    dtype=dtype, param_dtype=jnp.float32)
 
 
-def _batch_norm(train: bool) -> nn.BatchNorm:
+def _batch_norm(train: bool, dtype=jnp.float32) -> nn.BatchNorm:
     """BatchNorm with PyTorch's defaults (momentum 0.1 == Flax 0.9, eps 1e-5). Flax's running
     variance tracks the biased batch variance, PyTorch's the unbiased one (a factor N/(N-1),
     N = B*H*W, negligible here)."""
-    return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)
+    return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+                        dtype=dtype, param_dtype=jnp.float32)
 
 
 def _max_pool2(x_BxHxWxC):
@@ -79,12 +85,14 @@ class ConvBlock(nn.Module):
     stride: int = 1
     bn: bool = False
     relu: bool = True
+    dtype: jnp.dtype = jnp.float32
 
     @nn.compact
     def __call__(self, x_BxHxWxC, train: bool):
-        x = torch_conv(self.features, self.kernel, x_BxHxWxC.shape[-1], stride=self.stride)(x_BxHxWxC)
+        x = torch_conv(self.features, self.kernel, x_BxHxWxC.shape[-1], stride=self.stride,
+                       dtype=self.dtype)(x_BxHxWxC)
         if self.bn:
-            x = _batch_norm(train)(x)
+            x = _batch_norm(train, self.dtype)(x)
         return nn.relu(x) if self.relu else x
 
 
@@ -92,20 +100,22 @@ class Residual(nn.Module):
     """Pre-activation bottleneck: BN-ReLU-1x1(F/2)-BN-ReLU-3x3(F/2)-BN-ReLU-1x1(F), plus a skip
     that is a 1x1 conv when the input width differs from `features`, the identity otherwise."""
     features: int
+    dtype: jnp.dtype = jnp.float32
 
     @nn.compact
     def __call__(self, x_BxHxWxC, train: bool):
-        half = self.features // 2
-        y = nn.relu(_batch_norm(train)(x_BxHxWxC))
-        y = torch_conv(half, 1, x_BxHxWxC.shape[-1])(y)
-        y = nn.relu(_batch_norm(train)(y))
-        y = torch_conv(half, 3, half)(y)
-        y = nn.relu(_batch_norm(train)(y))
-        y = torch_conv(self.features, 1, half)(y)
+        half, dt = self.features // 2, self.dtype
+        y = nn.relu(_batch_norm(train, dt)(x_BxHxWxC))
+        y = torch_conv(half, 1, x_BxHxWxC.shape[-1], dtype=dt)(y)
+        y = nn.relu(_batch_norm(train, dt)(y))
+        y = torch_conv(half, 3, half, dtype=dt)(y)
+        y = nn.relu(_batch_norm(train, dt)(y))
+        y = torch_conv(self.features, 1, half, dtype=dt)(y)
         if x_BxHxWxC.shape[-1] == self.features:
             skip = x_BxHxWxC
         else:
-            skip = torch_conv(self.features, 1, x_BxHxWxC.shape[-1], name='skip')(x_BxHxWxC)
+            skip = torch_conv(self.features, 1, x_BxHxWxC.shape[-1], name='skip',
+                              dtype=dt)(x_BxHxWxC)
         return y + skip
 
 
@@ -114,16 +124,18 @@ class Hourglass(nn.Module):
     down to the innermost, at H/2, H/4, ..., H/2**depth)."""
     depth: int
     features: int
+    dtype: jnp.dtype = jnp.float32
 
     @nn.compact
     def __call__(self, x_BxHxWxC, train: bool):
-        up1 = Residual(self.features, name='up1')(x_BxHxWxC, train)
-        low = Residual(self.features, name='low1')(_max_pool2(x_BxHxWxC), train)
+        F, dt = self.features, self.dtype
+        up1 = Residual(F, dtype=dt, name='up1')(x_BxHxWxC, train)
+        low = Residual(F, dtype=dt, name='low1')(_max_pool2(x_BxHxWxC), train)
         if self.depth > 1:
-            low, deeper = Hourglass(self.depth - 1, self.features, name='low2')(low, train)
+            low, deeper = Hourglass(self.depth - 1, F, dtype=dt, name='low2')(low, train)
         else:
-            low, deeper = Residual(self.features, name='low2')(low, train), ()
-        low3 = Residual(self.features, name='low3')(low, train)
+            low, deeper = Residual(F, dtype=dt, name='low2')(low, train), ()
+        low3 = Residual(F, dtype=dt, name='low3')(low, train)
         return up1 + _upsample2(low3), (low3,) + deeper
 
 
@@ -134,36 +146,42 @@ class StackedHourglass(nn.Module):
     Residual(C): the reference's fixed widths 64 and 128 are C/4 and C/2 of its C=256, and that
     ratio is kept for other widths (the tiny preset's C=32 gives 8 and 16).
     Heatmaps are raw conv outputs (no activation), in cells of the H/4 x W/4 grid.
+    `dtype`: compute dtype (see the module docstring); the outputs are always float32.
     """
     num_joints: int
     num_stacks: int = 2
     channels: int = 256
     depth: int = 4
+    dtype: jnp.dtype = jnp.float32
 
     @nn.compact
     def __call__(self, images_BxHxWx3, train: bool):
-        C = self.channels
-        x = ConvBlock(C // 4, kernel=7, stride=2, bn=True, name='stem_conv')(images_BxHxWx3, train)
-        x = Residual(C // 2, name='stem_res1')(x, train)
+        C, dt = self.channels, self.dtype
+        x = ConvBlock(C // 4, kernel=7, stride=2, bn=True, dtype=dt,
+                      name='stem_conv')(images_BxHxWx3, train)
+        x = Residual(C // 2, dtype=dt, name='stem_res1')(x, train)
         x = _max_pool2(x)
-        x = Residual(C // 2, name='stem_res2')(x, train)
-        x = Residual(C, name='stem_res3')(x, train)
+        x = Residual(C // 2, dtype=dt, name='stem_res2')(x, train)
+        x = Residual(C, dtype=dt, name='stem_res3')(x, train)
 
         stack_heatmaps = []
         for s in range(self.num_stacks):
-            hourglass_BxhxwxC, inner = Hourglass(self.depth, C, name=f'hourglass_{s}')(x, train)
-            feat = Residual(C, name=f'features_res_{s}')(hourglass_BxhxwxC, train)
-            feat = ConvBlock(C, bn=True, name=f'features_conv_{s}')(feat, train)
-            heatmaps_BxhxwxJ = ConvBlock(self.num_joints, relu=False, name=f'heatmaps_{s}')(feat, train)
+            hourglass_BxhxwxC, inner = Hourglass(self.depth, C, dtype=dt, name=f'hourglass_{s}')(x, train)
+            feat = Residual(C, dtype=dt, name=f'features_res_{s}')(hourglass_BxhxwxC, train)
+            feat = ConvBlock(C, bn=True, dtype=dt, name=f'features_conv_{s}')(feat, train)
+            heatmaps_BxhxwxJ = ConvBlock(self.num_joints, relu=False, dtype=dt,
+                                         name=f'heatmaps_{s}')(feat, train)
             stack_heatmaps.append(heatmaps_BxhxwxJ)
             if s < self.num_stacks - 1:
-                x = (x + ConvBlock(C, relu=False, name=f'merge_preds_{s}')(heatmaps_BxhxwxJ, train)
-                     + ConvBlock(C, relu=False, name=f'merge_features_{s}')(feat, train))
+                x = (x + ConvBlock(C, relu=False, dtype=dt,
+                                   name=f'merge_preds_{s}')(heatmaps_BxhxwxJ, train)
+                     + ConvBlock(C, relu=False, dtype=dt, name=f'merge_features_{s}')(feat, train))
 
-        return dict(heatmaps=jnp.stack(stack_heatmaps, axis=1),
-                    hourglass=hourglass_BxhxwxC,
-                    inner=inner,
-                    penultimate=feat.mean(axis=(1, 2)))
+        f32 = lambda a: a.astype(jnp.float32)  # noqa: E731
+        return dict(heatmaps=f32(jnp.stack(stack_heatmaps, axis=1)),
+                    hourglass=f32(hourglass_BxhxwxC),
+                    inner=tuple(f32(m) for m in inner),
+                    penultimate=f32(feat).mean(axis=(1, 2)))
 
 
 class Preset(NamedTuple):
