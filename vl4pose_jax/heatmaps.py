@@ -13,7 +13,9 @@ Local maxima follow `skimage.feature.peak_local_max`: a pixel is a peak when it 
 maximum of its (2*min_distance+1)^2 window (no padding beyond the map), is strictly above the
 map's minimum, and is not within `min_distance` cells of the border (when `exclude_border`);
 peaks are ranked by value (ties in raster order), and a peak within `min_distance` (Chebyshev)
-of a higher-ranked kept peak is dropped (this only happens on plateaus of equal values).
+of a higher-ranked kept peak is dropped. That last rule only acts on plateaus of equal values,
+where skimage's own spacing pass (batched KD-tree queries) can keep a different subset: results
+match skimage exactly on maps without ties, and may differ on plateaus.
 """
 from __future__ import annotations
 
@@ -137,10 +139,21 @@ def local_maxima(heatmaps_BxHxWxJ, num_peaks: int, *, min_distance: int = 8,
                     & (cols >= border) & (cols < width - border))
         is_peak &= interior
 
-    num_cand = min(height * width, max_candidates or max(8 * num_peaks, 32))
-    flat_maps = maps.reshape(maps.shape[:-2] + (-1,))
-    scores = jnp.where(is_peak.reshape(flat_maps.shape), flat_maps, -jnp.inf)
-    cand_values, cand_idx = jax.lax.top_k(scores, num_cand)  # ties: lower index first
+    scores = jnp.where(is_peak, maps, -jnp.inf)  # (..., J, H, W)
+    block = min_distance + 1
+    if block > 1:
+        # Two window maxima closer than min_distance + 1 cells have equal values (a plateau),
+        # and spacing keeps only the first of those, so each (min_distance + 1)^2 block holds at
+        # most one candidate that matters: reduce blocks first, then rank far fewer cells.
+        scores, flat_idx = _best_per_block(scores, block)
+    else:
+        flat_idx = jnp.broadcast_to(jnp.arange(height * width), scores.shape[:-2] + (-1,))
+        scores = scores.reshape(flat_idx.shape)
+    num_cand = min(scores.shape[-1], max_candidates or max(8 * num_peaks, 32))
+    # Rank by value, ties in raster order (as skimage's stable sort).
+    order = jnp.lexsort((flat_idx, -scores), axis=-1)[..., :num_cand]
+    cand_values = jnp.take_along_axis(scores, order, axis=-1)
+    cand_idx = jnp.take_along_axis(flat_idx, order, axis=-1)
     cand_valid = jnp.isfinite(cand_values)
     cand_x, cand_y = cand_idx % width, cand_idx // width
 
@@ -163,8 +176,26 @@ def local_maxima(heatmaps_BxHxWxJ, num_peaks: int, *, min_distance: int = 8,
     values = jnp.where(valid, jnp.take_along_axis(cand_values, take, axis=-1), 0.0)
     xs = jnp.where(valid, jnp.take_along_axis(cand_x, take, axis=-1), 0)
     ys = jnp.where(valid, jnp.take_along_axis(cand_y, take, axis=-1), 0)
-    if num_peaks > num_cand:  # tiny maps: pad the slots that cannot hold a peak
+    if num_peaks > num_cand:  # small maps: pad the slots that cannot hold a peak
         pad = [(0, 0)] * (valid.ndim - 1) + [(0, num_peaks - num_cand)]
         valid, values = jnp.pad(valid, pad), jnp.pad(values, pad)
         xs, ys = jnp.pad(xs, pad), jnp.pad(ys, pad)
     return Peaks(xy=jnp.stack([xs, ys], axis=-1).astype(jnp.int32), values=values, valid=valid)
+
+
+def _best_per_block(scores_xHxW, block: int):
+    """Best score of every block x block tile (first in raster order on ties) and its flat
+    index in the H x W map: (..., num_blocks) each."""
+    height, width = scores_xHxW.shape[-2:]
+    rows, cols = -(-height // block), -(-width // block)
+    pad = [(0, 0)] * (scores_xHxW.ndim - 2) + [(0, rows * block - height),
+                                                (0, cols * block - width)]
+    tiles = jnp.pad(scores_xHxW, pad, constant_values=-jnp.inf)
+    tiles = tiles.reshape(tiles.shape[:-2] + (rows, block, cols, block))
+    tiles = jnp.swapaxes(tiles, -3, -2).reshape(tiles.shape[:-4] + (rows * cols, block * block))
+    best = jnp.argmax(tiles, axis=-1)
+    values = jnp.take_along_axis(tiles, best[..., None], axis=-1)[..., 0]
+    tile = jnp.arange(rows * cols)
+    y = (tile // cols) * block + best // block
+    x = (tile % cols) * block + best % block
+    return values, y * width + x
