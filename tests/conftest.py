@@ -1,6 +1,7 @@
 """Shared pytest fixtures: where the real data lives, and skipping cleanly without it."""
 import os
 import pathlib
+import shutil
 
 import pytest
 
@@ -13,10 +14,27 @@ def shared_data_dir() -> pathlib.Path:
     return pathlib.Path(env) if env else ROOT.parent / "shared" / "data"
 
 
-@pytest.fixture
-def shared_data():
-    """Path to the real data folder; skips the test with a reason when it is absent."""
+def require_shared_data() -> pathlib.Path:
+    """The real data folder, or skip the calling test or fixture with a reason."""
     path = shared_data_dir()
     if not path.is_dir():
         pytest.skip(f"real data not found at {path} (set VL4POSE_SHARED_DATA)")
     return path
+
+
+def lspet_manual_dir(shared, root, n: int, start: int = 0) -> pathlib.Path:
+    """A manual directory holding LSPET's joints.mat and images start..start+n-1 (copied)."""
+    from vl4pose_jax.data import formats  # pylint: disable=import-outside-toplevel
+    manual = root / "lspet_dataset"
+    (manual / "images").mkdir(parents=True)
+    shutil.copy(shared / "lspet" / "joints.mat", manual / "joints.mat")
+    for i in range(start, start + n):
+        name = formats.lsp_image_name(i, extended=True)
+        shutil.copy(shared / "lspet" / "images" / name, manual / "images" / name)
+    return manual
+
+
+@pytest.fixture
+def shared_data():
+    """Path to the real data folder; skips the test with a reason when it is absent."""
+    return require_shared_data()

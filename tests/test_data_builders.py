@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 from scipy import io as sio
 
+from conftest import lspet_manual_dir, require_shared_data
 from vl4pose_jax import skeletons
 from vl4pose_jax.data import builders, formats, hands, loader
 
@@ -15,23 +16,13 @@ N_LSPET = 40  # images copied into each temp manual dir
 
 
 def _lspet_manual(shared_data, root, n=N_LSPET, start=0):
-    manual = root / "lspet_dataset"
-    (manual / "images").mkdir(parents=True)
-    shutil.copy(shared_data / "lspet" / "joints.mat", manual / "joints.mat")
-    for i in range(start, start + n):
-        name = formats.lsp_image_name(i, extended=True)
-        shutil.copy(shared_data / "lspet" / "images" / name, manual / "images" / name)
-    return manual
+    return lspet_manual_dir(shared_data, root, n, start)
 
 
 @pytest.fixture(scope="module")
 def lspet_built(tmp_path_factory):
-    from conftest import shared_data_dir
-    shared = shared_data_dir()
-    if not shared.is_dir():
-        pytest.skip(f"real data not found at {shared}")
     root = tmp_path_factory.mktemp("lspet")
-    manual = _lspet_manual(shared, root)
+    manual = _lspet_manual(require_shared_data(), root)
     data_dir = root / "tfds"
     builders.build("lspet", manual_dir=manual, data_dir=data_dir)
     return data_dir

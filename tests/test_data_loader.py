@@ -1,27 +1,18 @@
 """grain loader: seeded, checkpointable iterators, subsets, worker processes."""
-import shutil
 
 import numpy as np
 import pytest
 
-from vl4pose_jax.data import builders, formats, loader
+from conftest import lspet_manual_dir, require_shared_data
+from vl4pose_jax.data import builders, loader
 
 N = 16
 
 
 @pytest.fixture(scope="module")
 def pool(tmp_path_factory):
-    from conftest import shared_data_dir
-    shared = shared_data_dir()
-    if not shared.is_dir():
-        pytest.skip(f"real data not found at {shared}")
     root = tmp_path_factory.mktemp("lspet_loader")
-    manual = root / "lspet"
-    (manual / "images").mkdir(parents=True)
-    shutil.copy(shared / "lspet" / "joints.mat", manual / "joints.mat")
-    for i in range(N):
-        name = formats.lsp_image_name(i, extended=True)
-        shutil.copy(shared / "lspet" / "images" / name, manual / "images" / name)
+    manual = lspet_manual_dir(require_shared_data(), root, N)
     builders.build("lspet", manual_dir=manual, data_dir=root / "tfds")
     return loader.load("lspet", "pool", data_dir=root / "tfds")
 

@@ -113,7 +113,7 @@ def local_maxima(heatmaps_BxHxWxJ, num_peaks: int, *, min_distance: int = 8,
       exclude_border: True excludes `min_distance` cells at each border, an int that many,
         False none.
       max_candidates: peaks examined before plateau suppression (default max(8 K, 32), capped
-        at H*W); only plateaus wider than this can lose peaks that skimage would return.
+        at the number of (min_distance + 1)^2 blocks, each of which holds one candidate).
     """
     if num_peaks < 1:
         raise ValueError(f"num_peaks must be >= 1, got {num_peaks}")

@@ -46,6 +46,18 @@ class HumanLabels(NamedTuple):
 # ----------------------------------------------------------------------------- LSP / LSPET
 
 
+def _load_mat_array(path, key: str) -> np.ndarray:
+    """Array `key` of a MATLAB label file; errors name the file and the keys it has."""
+    from scipy import io as sio  # pylint: disable=import-outside-toplevel
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"label file not found: {path}")
+    mat = sio.loadmat(path)
+    if key not in mat:
+        raise ValueError(f"{path}: no {key!r} array (keys: {sorted(k for k in mat if k[0] != '_')})")
+    return mat[key]
+
+
 def read_lsp_mat(path, *, flag_means: str | None = None) -> HumanLabels:
     """LSP or LSPET `joints.mat` -> labels in lsp14 order for every image (N = 2000 or 10000).
 
@@ -53,14 +65,8 @@ def read_lsp_mat(path, *, flag_means: str | None = None) -> HumanLabels:
     (14, 3, N) with a *visible* flag (0 = absent). `flag_means` ('occluded' or 'visible')
     overrides that guess.
     """
-    from scipy import io as sio  # pylint: disable=import-outside-toplevel
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"label file not found: {path}")
-    mat = sio.loadmat(path)
-    if "joints" not in mat:
-        raise ValueError(f"{path}: no 'joints' array (keys: {sorted(k for k in mat if k[0] != '_')})")
-    raw = np.asarray(mat["joints"], np.float64)
+    raw = np.asarray(_load_mat_array(path, "joints"), np.float64)
     if raw.ndim != 3 or 14 not in raw.shape[:2] or 3 not in raw.shape[:2]:
         raise ValueError(f"{path}: 'joints' has shape {raw.shape}, expected (3, 14, N) or (14, 3, N)")
     if raw.shape[0] == 3:  # LSP: ([x, y, flag], joint, image)
@@ -248,14 +254,7 @@ def read_nyu_joint_data(path, *, camera: int = 0) -> HandLabels:
     """NYU `joint_data.mat` -> the 14 evaluation joints (u, v, d mm) of one camera (0 = frontal).
 
     Names follow the dataset's layout: `depth_<camera+1>_%07d.png` numbered from 1."""
-    from scipy import io as sio  # pylint: disable=import-outside-toplevel
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"label file not found: {path}")
-    mat = sio.loadmat(path)
-    if "joint_uvd" not in mat:
-        raise ValueError(f"{path}: no 'joint_uvd' array")
-    uvd = np.asarray(mat["joint_uvd"], np.float32)
+    uvd = np.asarray(_load_mat_array(path, "joint_uvd"), np.float32)
     if uvd.ndim == 3:
         uvd = uvd[None]
     joints = uvd[camera][:, skeletons.NYU_SOURCE_INDEX, :]
