@@ -1,7 +1,8 @@
 """Model speed: hourglass + auxiliary net forward, hourglass train step, DeepPrior MC dropout.
 
 Prints one JSON object. Timings are after compilation, median of `--repeats` timed calls, with
-`block_until_ready`. Run: `python benchmarks/models.py [--preset=paper] [--batch=16]`.
+`block_until_ready`; the 1-min/5-min/15-min load averages at the start and end are recorded.
+Run: `python benchmarks/models.py [--preset=paper] [--batch=16]`.
 """
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import argparse
 import datetime
 import json
 import os
+import pathlib
 import platform
+import sys
 import time
 
 import jax
@@ -17,8 +20,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from vl4pose_jax import models, skeletons, train
-from vl4pose_jax.models import deepprior
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # run from a checkout
+from vl4pose_jax import models, skeletons, train  # noqa: E402
+from vl4pose_jax.models import deepprior  # noqa: E402
 
 
 def _time(fn, repeats):
@@ -92,9 +96,11 @@ def main():
         "cpu_count": os.cpu_count(),
         "machine": platform.processor() or platform.machine(),
         "jax": jax.__version__,
+        "loadavg_start": [round(x, 2) for x in os.getloadavg()],
         "hourglass": hourglass(args.preset, args.batch, args.repeats),
         "deepprior_mc_dropout": deepprior_mc(args.mc_batch, args.mc_samples, args.repeats),
     }
+    result["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
     print(json.dumps(result, indent=2))
 
 
