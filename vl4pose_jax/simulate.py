@@ -9,6 +9,15 @@ same machine. The records of the dataset's `train` split (initial labelled set, 
 and of its `pool` split share one index space (train first); labelled sets are stored as ids
 `split/id`. `validate(config)` does every cheap check (names, data prepared, budget) before any
 heavy work; `experiments/al.py` is the command-line front end.
+
+Training is data-parallel over every device of every process (`parallel.train_mesh`; the
+global batch `batch_size` is split evenly, each process loading only its rows through grain's
+`ShardByJaxProcess`); evaluation runs on each process's own copy of the state; pool scoring is
+shared between processes (`acquisition.stream`). Only the primary process writes results and
+plots; every process takes part in Orbax's checkpoints, whose data-iterator states are stored
+per process. On one process with several devices the run is the single-device run up to float
+reduction order (tests/test_parallel.py); with several processes the records of each training
+batch differ (each process shuffles its own shard), so results depend on the process count.
 """
 from __future__ import annotations
 
@@ -28,7 +37,7 @@ import numpy as np
 import optax
 from tqdm import tqdm
 
-from vl4pose_jax import acquisition, data, metrics, models, train
+from vl4pose_jax import acquisition, data, metrics, models, parallel, train
 
 # Test-sized network: compiles in seconds on a CPU.
 MICRO = models.Preset(dict(num_stacks=1, channels=16, depth=1), input_size=32, heatmap_size=8)
@@ -317,25 +326,30 @@ def train_round(config: Config, d: Data, n: Nets, state, labelled_N, epochs: int
     """`epochs` passes (drop-remainder batches) over the labelled set; returns the new state.
     Every `config.checkpoint_every` epochs, `checkpoint(state, steps_done, iterator_state)`;
     `start_step` / `iterator_state` resume from such a checkpoint."""
-    batch_size = min(config.batch_size, len(labelled_N))
+    mesh = parallel.train_mesh()
+    batch_size = global_batch_size(config.batch_size, len(labelled_N), mesh)
     steps_per_epoch = max(1, len(labelled_N) // batch_size)
     steps = epochs * steps_per_epoch
     if steps <= start_step:
         return state
-    loader = data.make_loader(d.source, indices=labelled_N, batch_size=batch_size,
+    multi = jax.process_count() > 1
+    loader = data.make_loader(d.source, indices=labelled_N,
+                              batch_size=batch_size // jax.process_count(),
                               seed=grain_seed(config.seed, rnd), train=True,
-                              image_size=d.image_size)
+                              image_size=d.image_size,
+                              shard_options=_shard_by_process() if multi else None)
     it = iter(loader)
     if iterator_state is not None:
         it.set_state(iterator_state)
+    state = parallel.replicate(state, mesh)
     every = config.checkpoint_every * steps_per_epoch
     keys = _TRAIN_KEYS[config.task]
     with tqdm(total=steps, initial=start_step, desc=desc, unit="step", leave=False,
               disable=None if config.progress else True) as bar:
         for done in range(start_step + 1, steps + 1):
             batch = next(it)
-            state, logs = n.step(state, {k: batch[k] for k in keys})
-            loss = {k: float(v) for k, v in logs.items()}
+            state, logs = n.step(state, parallel.shard_batch({k: batch[k] for k in keys}, mesh))
+            loss = {k: float(parallel.host_local(v)) for k, v in logs.items()}
             if not all(np.isfinite(v) for v in loss.values()):
                 raise NonFiniteLossError(
                     f"{desc}: non-finite loss {loss} at step {int(state.step)}; training stopped. "
@@ -348,9 +362,28 @@ def train_round(config: Config, d: Data, n: Nets, state, labelled_N, epochs: int
     return state
 
 
+def global_batch_size(batch_size: int, num_labelled: int, mesh) -> int:
+    """The training batch: `batch_size` (or the labelled set, if smaller) rounded down to a
+    multiple of the device count, so every device gets the same share."""
+    devices = parallel.num_devices(mesh)
+    size = min(batch_size, num_labelled) // devices * devices
+    if size == 0:
+        raise SimulationError(f"a training batch of {min(batch_size, num_labelled)} cannot be "
+                              f"split over {devices} devices; raise --batch_size or --init_size "
+                              f"to at least {devices}.")
+    return size
+
+
+def _shard_by_process():
+    import grain.python as gp  # pylint: disable=import-outside-toplevel
+    return gp.ShardByJaxProcess(drop_remainder=False)
+
+
 def evaluate(config: Config, d: Data, n: Nets, state) -> dict:
-    """Test-split metrics: {'metrics': {name: value}, 'per_joint': {name: [J values]}}."""
+    """Test-split metrics: {'metrics': {name: value}, 'per_joint': {name: [J values]}}, on this
+    process's copy of the state (every process evaluates the whole test split)."""
     sp = data.spec(config.dataset)
+    state = parallel.replicate(state, None)
     loader = data.make_loader(d.test, batch_size=config.batch_size, train=False,
                               image_size=d.image_size)
     preds, gts, vis, extra = [], [], [], []
@@ -395,10 +428,14 @@ def acquire(config: Config, d: Data, n: Nets, state, method: str, labelled_N, rn
     sel = acquisition.select(method, ctx, pre_subset=config.pre_subset,
                              **config.method_options.get(method, {}))
     stats = {"ood_selected_fraction": float(np.mean(d.ood_N[sel.indices] > 0))}
-    if sel.scores is not None and sel.scored_indices is not None:
-        is_ood = d.ood_N[np.asarray(sel.scored_indices)] > 0
+    if sel.scores is not None and sel.scored_indices is not None and d.ood_N.any():
+        # A diagnostic: with several processes, ranked methods hold only their own scores.
+        scored, scores = parallel.gather_rows(np.asarray(sel.scored_indices, np.int64),
+                                              np.asarray(sel.scores, np.float64))
+        scored, first = np.unique(scored, return_index=True)  # geometric methods: all alike
+        is_ood = d.ood_N[scored] > 0
         if 0 < is_ood.sum() < len(is_ood):
-            stats["ood_auroc"] = float(metrics.auroc(np.asarray(sel.scores, np.float64), is_ood))
+            stats["ood_auroc"] = float(metrics.auroc(scores[first], is_ood))
     return sel, stats
 
 
@@ -420,6 +457,8 @@ def _manager(path: pathlib.Path):
 
 def _save(mngr, rnd: int, state, meta: dict):
     import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
+    if jax.process_count() > 1:  # each process's arrays are its replica of the global state
+        state = parallel.replicate(state, parallel.train_mesh())
     mngr.save(rnd, args=ocp.args.Composite(state=ocp.args.StandardSave(_to_saveable(state)),
                                            meta=ocp.args.JsonSave(meta)))
     mngr.wait_until_finished()
@@ -449,7 +488,7 @@ def check_workdir(config: Config, workdir) -> None:
                 f"{workdir} already holds a run with different settings "
                 + ", ".join(f"{k}: was {a!r}, now {b!r}" for k, (a, b) in diff.items())
                 + ". Rerun with the original flags to resume it, or choose another --workdir.")
-    else:
+    elif parallel.is_primary():
         _atomic_write(path, json.dumps(ident, indent=2, sort_keys=True))
 
 
@@ -460,6 +499,8 @@ def _atomic_write(path: pathlib.Path, text: str):
 
 
 def _write_results(workdir: pathlib.Path, rows_by_run: dict):
+    if not parallel.is_primary():
+        return
     lines = [json.dumps(row, sort_keys=True) for key in sorted(rows_by_run)
              for row in rows_by_run[key]]
     _atomic_write(workdir / RESULT_FILE, "".join(line + "\n" for line in lines))
@@ -475,6 +516,7 @@ def selected_examples(config: Config, d: Data, n: Nets, state, indices_N, limit:
         return None
     batch = next(iter(data.make_loader(d.source, batch_size=len(indices_N), train=False,
                                        indices=indices_N, image_size=d.image_size)))
+    state = parallel.replicate(state, None)
     if config.task == "heatmap":
         cells = np.asarray(n.predict(state, batch["image"])["joints_BxJx2"])
         stride = d.image_size / HUMAN_PRESETS[config.preset].heatmap_size
@@ -494,6 +536,8 @@ def run(config: Config, workdir, *, data_: Data | None = None, log=print,
     workdir = pathlib.Path(workdir)
     d = data_ if data_ is not None else validate(config)
     check_workdir(config, workdir)
+    if not parallel.is_primary():  # one process speaks and plots for all
+        log, on_round = (lambda *a, **k: None), None
     rows_by_run: dict = {}
     for seed in range(config.seed, config.seed + config.trials):
         cfg = dataclasses.replace(config, seed=seed)
@@ -509,7 +553,8 @@ def _run_one(config: Config, d: Data, method: str, workdir: pathlib.Path, rows_b
     n = nets_for(config, method)
     base = workdir / "checkpoints" / method / f"seed_{config.seed}"
     mngr, mid = _manager(base / "rounds"), _manager(base / "training")
-    state = n.init(round_key(config.seed, 0, "init"))
+    mesh = parallel.train_mesh()
+    state = parallel.replicate(n.init(round_key(config.seed, 0, "init")), mesh)
     labelled_N = initial_labelled(config, d)
     start = 0
     rows = rows_by_run[run_key]
@@ -527,19 +572,25 @@ def _run_one(config: Config, d: Data, method: str, workdir: pathlib.Path, rows_b
     for rnd in range(start, config.rounds + 1):
         desc = f"{method} s{config.seed} r{rnd}"
         if rnd > 0 and config.retrain == "scratch":
-            state = n.init(round_key(config.seed, rnd, "init"))
+            state = parallel.replicate(n.init(round_key(config.seed, rnd, "init")), mesh)
         epochs = config.epochs if rnd == 0 else config.cycle_epochs
         resume = {}
         mid_last = mid.latest_step()
         if mid_last is not None and mid_last // _MID == rnd:
             state, mid_meta = _restore(mid, mid_last, state)
+            iterators = mid_meta["iterators"]
+            if len(iterators) != jax.process_count():
+                raise SimulationError(
+                    f"{mid.directory} was written by {len(iterators)} process(es) mid-round; "
+                    f"resume it with that many, not {jax.process_count()}.")
             resume = dict(start_step=mid_meta["step"],
-                          iterator_state=mid_meta["iterator"].encode())
+                          iterator_state=iterators[jax.process_index()].encode())
             log(f"[{method} seed {config.seed}] resuming round {rnd} at step {mid_meta['step']}")
 
         def checkpoint(state, done, iterator_state, rnd=rnd):
+            iterators = [s.decode() for s in parallel.gather_bytes(iterator_state)]
             _save(mid, rnd * _MID + done, state, {"round": rnd, "step": done,
-                                                  "iterator": iterator_state.decode()})
+                                                  "iterators": iterators})
             if config.crash_at == f"train:{rnd}:{done}" and run_key[0] == 0:
                 raise SimulatedCrash(f"simulated crash in round {rnd} at step {done}")
 

@@ -17,6 +17,11 @@ the auxiliary head the simulator must train, or None). A method is a module with
 or a {task: head} dict); add yours with `register(name, module)` or one line in `_BUILTIN`.
 `select(name, ctx, pre_subset=...)` first draws the random pre-subset of the pool (an int count
 or a fraction; the CKE protocol scores 10 %) for any method, then checks the result.
+
+Several processes (`parallel.initialize_distributed`): `stream` gives each process its share of
+the records; ranked methods keep their own scores and merge per-process top-k candidates
+(`top_pool`), so `Selection.scores` then holds this process's records only; geometric methods
+gather their features. The selection is the same on every process.
 """
 from __future__ import annotations
 
@@ -28,7 +33,8 @@ from typing import Callable
 import numpy as np
 
 from vl4pose_jax.acquisition.common import (Context, Selection, array_batches, kcenter_greedy,
-                                            loader_batches, random_subset, stream, top_budget)
+                                            loader_batches, random_subset, stream, top_budget,
+                                            top_pool)
 
 # name -> module in this package; one line per method.
 _BUILTIN = {
@@ -109,4 +115,4 @@ def select(name: str, ctx: Context, *, pre_subset: int | float | None = None,
 
 __all__ = ["Context", "Selection", "Method", "select", "get", "names", "register",
            "array_batches", "loader_batches", "kcenter_greedy", "stream", "top_budget",
-           "random_subset"]
+           "random_subset", "top_pool"]

@@ -16,13 +16,13 @@ TASKS = ("heatmap", "regression")
 REQUIRES_AUX = {"heatmap": "aleatoric", "regression": None}
 
 
-def scores(ctx: Context, indices, *, mc_samples: int = 0):
-    """(record_indices, mean log-variance per record)."""
+def scores(ctx: Context, indices, *, mc_samples: int = 0, gather: bool = True):
+    """(record_indices, mean log-variance per record); `gather` as `common.stream`."""
     if ctx.task == "heatmap":
         idx, out = common.stream_outputs(
             ctx, indices, ("log_var_BxJ",),
             post=lambda o: {"s": jnp.mean(o["log_var_BxJ"], axis=-1)}, post_key="aleatoric",
-            desc="aleatoric")
+            desc="aleatoric", gather=gather)
         return idx, out["s"]
     if not ctx.model.aleatoric:
         raise ValueError("aleatoric on hands needs DeepPrior(aleatoric=True)")
@@ -30,7 +30,7 @@ def scores(ctx: Context, indices, *, mc_samples: int = 0):
         idx, out = common.stream_outputs(
             ctx, indices, ("log_var_BxJx3",),
             post=lambda o: {"s": jnp.mean(o["log_var_BxJx3"], axis=(-2, -1))},
-            post_key="aleatoric", desc="aleatoric")
+            post_key="aleatoric", desc="aleatoric", gather=gather)
         return idx, out["s"]
     model = ctx.model
 
@@ -45,11 +45,12 @@ def scores(ctx: Context, indices, *, mc_samples: int = 0):
 
     fn = common.cached_jit(("aleatoric_mc", model, int(mc_samples)), build)
 
-    idx, out = common.stream(ctx, indices, fn, key=ctx.derive_key("mc"), desc="aleatoric")
+    idx, out = common.stream(ctx, indices, fn, key=ctx.derive_key("mc"), desc="aleatoric",
+                             gather=gather)
     return idx, out["s"]
 
 
 def select(ctx: Context, *, mc_samples: int = 0) -> Selection:
-    idx, s = scores(ctx, ctx.pool, mc_samples=mc_samples)
-    return Selection(indices=common.top_budget(s, idx, common.num_to_select(ctx)), scores=s,
+    idx, s = scores(ctx, ctx.pool, mc_samples=mc_samples, gather=False)
+    return Selection(indices=common.top_pool(s, idx, common.num_to_select(ctx)), scores=s,
                      scored_indices=idx)

@@ -134,7 +134,7 @@ def _progress(iterable, enabled, total, desc):
 
 
 def stream(ctx: Context, indices, fn: Callable, *, key=None, desc: str = "scoring",
-           extra: Any = None):
+           extra: Any = None, gather: bool = True):
     """Run `fn(state, inputs_BxHxWxC, key, extra) -> dict of (B, ...) arrays` (jitted by the
     caller) over the records `indices`, one fixed-size batch at a time, and return
     `(record_indices (N,), {name: (N, ...) numpy})` sorted by record index.
@@ -143,8 +143,17 @@ def stream(ctx: Context, indices, fn: Callable, *, key=None, desc: str = "scorin
     devices, to a multiple of the device count and sharded over a ('data',) `Mesh`; the state
     and `extra` are replicated. Batch t gets `fold_in(key, t)`. Results are fetched one batch
     behind the dispatch so host and device overlap.
+
+    With several processes (`parallel.initialize_distributed`) each one streams its own share
+    of `indices` (`parallel.process_share`); `gather=True` then hands every process all rows,
+    `gather=False` only its own (ranked methods keep them and merge top-k candidates with
+    `top_pool`, so no process receives every score).
     """
     indices = np.asarray(indices, np.int64)
+    if 0 < len(indices) < jax.process_count():
+        raise ValueError(f"{len(indices)} records cannot be shared by {jax.process_count()} "
+                         "processes (every process needs at least one)")
+    indices = parallel.process_share(indices)
     if len(indices) == 0:
         return indices, {}
     key = ctx.derive_key("stream") if key is None else key
@@ -176,9 +185,12 @@ def stream(ctx: Context, indices, fn: Callable, *, key=None, desc: str = "scorin
     if pending is not None:
         fetch(pending)
     record_indices = np.concatenate(out_index)
+    names = sorted(out_parts[0])
+    outputs = [np.concatenate([p[k] for p in out_parts]) for k in names]
+    if gather:
+        record_indices, *outputs = parallel.gather_rows(record_indices, *outputs)
     order = np.argsort(record_indices, kind="stable")  # independent of the loader's order
-    outputs = {k: np.concatenate([p[k] for p in out_parts])[order] for k in out_parts[0]}
-    return record_indices[order], outputs
+    return record_indices[order], {k: v[order] for k, v in zip(names, outputs)}
 
 
 def aligned(record_indices, values, wanted):
@@ -242,11 +254,12 @@ def cached_jit(cache_key, build: Callable[[], Callable]):
     return fn
 
 
-def stream_outputs(ctx: Context, indices, keys, *, post=None, post_key=None, desc="scoring"):
+def stream_outputs(ctx: Context, indices, keys, *, post=None, post_key=None, desc="scoring",
+                   gather: bool = True):
     """Stream the deterministic model (+aux) outputs `keys` over `indices`, optionally reduced
     per batch on device by `post(outputs_dict) -> dict` (jitted together with the model).
     `post_key`: a hashable description of `post` and its options, for reusing the compiled
-    function (no reuse when `post` is given without it)."""
+    function (no reuse when `post` is given without it). `gather`: see `stream`."""
     keys = tuple(keys)
     forward = heatmap_outputs if ctx.task == "heatmap" else regression_outputs
     model, aux = ctx.model, ctx.aux
@@ -260,11 +273,11 @@ def stream_outputs(ctx: Context, indices, keys, *, post=None, post_key=None, des
 
     cache_key = None if (post is not None and post_key is None) else (
         "outputs", ctx.task, model, aux, keys, post_key)
-    return stream(ctx, indices, cached_jit(cache_key, build), desc=desc)
+    return stream(ctx, indices, cached_jit(cache_key, build), desc=desc, gather=gather)
 
 
 def mc_pool_stats(ctx: Context, indices, *, num_samples: int = 70, chunk: int | None = None,
-                  key=None, desc="MC dropout"):
+                  key=None, desc="MC dropout", gather: bool = True):
     """MC-dropout mean pose (N, 3J) and epistemic std (N, 3J) of DeepPrior over `indices`
     (T = `num_samples` passes per batch, vmapped in chunks of `chunk` passes). The key of every
     batch derives from `key` (default: the context's 'mc' key), so methods sharing it see the same
@@ -292,7 +305,9 @@ def mc_pool_stats(ctx: Context, indices, *, num_samples: int = 70, chunk: int | 
         return fn
 
     fn = cached_jit(("mc", model, int(num_samples), chunk), build)
-    idx, out = stream(ctx, indices, fn, key=key, desc=desc)
+    idx, out = stream(ctx, indices, fn, key=key, desc=desc, gather=gather)
+    if not len(idx):
+        return idx, np.zeros((0, 0), np.float32), np.zeros((0, 0), np.float32)
     return idx, out["mean"], out["std"]
 
 
@@ -307,6 +322,15 @@ def top_budget(scores, record_indices, count: int, *, highest: bool = True):
     key = np.where(np.isnan(key), np.inf, key)
     order = np.lexsort((record_indices, key))
     return record_indices[order[:count]]
+
+
+def top_pool(scores, record_indices, count: int, *, highest: bool = True):
+    """`top_budget` over the pool when each process holds only its own records' scores
+    (`stream(..., gather=False)`): per-process top-k, then only those candidates are gathered
+    and ranked again. The same selection as `top_budget` on all scores; identical to it with
+    one process."""
+    return parallel.top_k_across_processes(
+        functools.partial(top_budget, highest=highest), scores, record_indices, count)
 
 
 def random_subset(ctx: Context, size) -> np.ndarray:

@@ -128,7 +128,8 @@ def select(ctx: Context, *, k: int = 30, perplexity: float = 20.0, batchnorm: bo
 
     cache_key = ("egl", model, kk, perplexity, batchnorm, chunk, squared, iterations, mixed_bases)
     fn = common.cached_jit(cache_key, lambda: score_batch)
-    idx, out = common.stream(ctx, ctx.pool, fn, extra=(lab_emb, lab_targets), desc="EGL++")
+    idx, out = common.stream(ctx, ctx.pool, fn, extra=(lab_emb, lab_targets), desc="EGL++",
+                             gather=False)
     s = out["egl"]
-    return Selection(indices=common.top_budget(s, idx, common.num_to_select(ctx)), scores=s,
+    return Selection(indices=common.top_pool(s, idx, common.num_to_select(ctx)), scores=s,
                      scored_indices=idx)

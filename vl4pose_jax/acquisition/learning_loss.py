@@ -14,7 +14,8 @@ REQUIRES_AUX = "learning_loss"
 
 
 def select(ctx: Context) -> Selection:
-    idx, out = common.stream_outputs(ctx, ctx.pool, ("loss_B",), desc="learning loss")
+    idx, out = common.stream_outputs(ctx, ctx.pool, ("loss_B",), desc="learning loss",
+                                     gather=False)
     s = out["loss_B"]
-    return Selection(indices=common.top_budget(s, idx, common.num_to_select(ctx)), scores=s,
+    return Selection(indices=common.top_pool(s, idx, common.num_to_select(ctx)), scores=s,
                      scored_indices=idx)

@@ -14,7 +14,8 @@ REQUIRES_AUX = None
 def select(ctx: Context, *, num_samples: int = 70, chunk: int | None = None) -> Selection:
     if num_samples < 2:
         raise ValueError("mc_dropout needs num_samples >= 2")
-    idx, _, std = common.mc_pool_stats(ctx, ctx.pool, num_samples=num_samples, chunk=chunk)
+    idx, _, std = common.mc_pool_stats(ctx, ctx.pool, num_samples=num_samples, chunk=chunk,
+                                         gather=False)
     s = np.sum(std, axis=-1) if len(idx) else np.zeros((0,))
-    return Selection(indices=common.top_budget(s, idx, common.num_to_select(ctx)), scores=s,
+    return Selection(indices=common.top_pool(s, idx, common.num_to_select(ctx)), scores=s,
                      scored_indices=idx)

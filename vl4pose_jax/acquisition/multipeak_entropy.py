@@ -60,6 +60,7 @@ def select(ctx: Context, *, num_peaks: int = 5, min_distance: int = 5,
     idx, out = common.stream_outputs(
         ctx, ctx.pool, ("heatmaps_BxHxWxJ",),
         post=lambda o: {"h": entropy(o["heatmaps_BxHxWxJ"], **opts)},
-        post_key=("mpe",) + tuple(sorted(opts.items())), desc="multi-peak entropy")
-    return Selection(indices=common.top_budget(out["h"], idx, common.num_to_select(ctx)),
+        post_key=("mpe",) + tuple(sorted(opts.items())), desc="multi-peak entropy",
+        gather=False)
+    return Selection(indices=common.top_pool(out["h"], idx, common.num_to_select(ctx)),
                      scores=out["h"], scored_indices=idx)

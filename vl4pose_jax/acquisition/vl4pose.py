@@ -22,8 +22,9 @@ REQUIRES_AUX = {"heatmap": "vl4pose_heatmap", "regression": "vl4pose_regression"
 
 
 def log_likelihoods(ctx: Context, indices, *, num_peaks: int = 1, min_distance: int = 8,
-                    exclude_border: bool | int = True, mode: str = "reference"):
-    """(record_indices, log-likelihood per record)."""
+                    exclude_border: bool | int = True, mode: str = "reference",
+                    gather: bool = True):
+    """(record_indices, log-likelihood per record); `gather` as `common.stream`."""
     if ctx.task == "heatmap":
         def post(out):
             return {"ll": likelihood.score_heatmaps(
@@ -38,7 +39,7 @@ def log_likelihoods(ctx: Context, indices, *, num_peaks: int = 1, min_distance: 
         keys = ("pose_BxJx3", "offsets_BxLx3", "cov_factor_BxLx3x3")
     post_key = ("vl4pose", ctx.skeleton, num_peaks, min_distance, exclude_border, mode)
     idx, out = common.stream_outputs(ctx, indices, keys, post=post, post_key=post_key,
-                                     desc="vl4pose")
+                                     desc="vl4pose", gather=gather)
     return idx, out["ll"]
 
 
@@ -48,6 +49,6 @@ def select(ctx: Context, *, num_peaks: int = 1, min_distance: int = 8,
     if ctx.skeleton is None:
         raise ValueError("vl4pose needs ctx.skeleton")
     idx, ll = log_likelihoods(ctx, ctx.pool, num_peaks=num_peaks, min_distance=min_distance,
-                              exclude_border=exclude_border, mode=mode)
-    picks = common.top_budget(ll, idx, common.num_to_select(ctx), highest=False)
+                              exclude_border=exclude_border, mode=mode, gather=False)
+    picks = common.top_pool(ll, idx, common.num_to_select(ctx), highest=False)
     return Selection(indices=picks, scores=-np.asarray(ll, np.float64), scored_indices=idx)
