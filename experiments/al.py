@@ -6,16 +6,22 @@ same command resumes exactly. Flags left unset take the protocol of the chosen d
 quick CPU run is `--dataset=synthetic_human --method=vl4pose,random --preset=tiny`. Every check
 that needs no training (names, prepared data, budget vs pool) runs first and exits non-zero with
 a one-paragraph message. Results: `WORKDIR/results.jsonl`; tables: `python -m experiments.report`.
+
+Several hosts: start the same command on every host with `--distributed` (or
+VL4POSE_DISTRIBUTED=1) and a shared `--workdir`; `--coordinator_address`, `--num_processes` and
+`--process_id` are needed only where JAX cannot detect them (it detects Slurm, Open MPI and
+Cloud TPU). Training then spans every device of every host and pool scoring is shared.
 """
 from __future__ import annotations
 
+import os
 import sys
 
 import jax
 from absl import app, flags, logging
 
 from experiments import report
-from vl4pose_jax import acquisition, data, simulate
+from vl4pose_jax import acquisition, data, parallel, simulate
 
 # Paper protocols: unset flags default to these (per dataset, or per --protocol).
 _HUMAN = dict(init_size=1000, budget=1000, rounds=5, epochs=150, cycle_epochs=100,
@@ -75,6 +81,15 @@ flags.DEFINE_enum("precision", "float32", ["float32", "bfloat16"], "Compute dtyp
 flags.DEFINE_string("compilation_cache", "default", "Persistent XLA compilation cache folder, so "
                     "a resumed or repeated run does not compile again ('default': "
                     "WORKDIR/compilation_cache; '' disables it).")
+flags.DEFINE_bool("distributed", os.environ.get("VL4POSE_DISTRIBUTED", "") in ("1", "true"),
+                  "Join a multi-process run (jax.distributed.initialize) before anything else; "
+                  "default from $VL4POSE_DISTRIBUTED.")
+flags.DEFINE_string("coordinator_address", None, "--distributed: host:port of process 0 "
+                    "(default: detected by JAX, or $JAX_COORDINATOR_ADDRESS).")
+flags.DEFINE_integer("num_processes", None, "--distributed: number of processes (default: "
+                     "detected by JAX).")
+flags.DEFINE_integer("process_id", None, "--distributed: this process's index, 0 .. "
+                     "num_processes - 1 (default: detected by JAX).")
 flags.DEFINE_string("crash_at", None, "Testing only: 'round:R' aborts after round R's "
                     "checkpoint, 'train:R:S' after the mid-training checkpoint at step S of round "
                     "R, to exercise resume.")
@@ -107,6 +122,12 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     logging.set_verbosity(logging.WARNING)   # Orbax logs every save at INFO
+    if FLAGS.distributed:
+        parallel.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes,
+                                        FLAGS.process_id)
+    elif FLAGS.num_processes or FLAGS.process_id is not None or FLAGS.coordinator_address:
+        raise app.UsageError("--coordinator_address, --num_processes and --process_id need "
+                             "--distributed")
     workdir = FLAGS.workdir or f"runs/{FLAGS.dataset}_{'_'.join(FLAGS.method)}"
     cache = (f"{workdir}/compilation_cache" if FLAGS.compilation_cache == "default"
              else FLAGS.compilation_cache)
@@ -120,6 +141,8 @@ def main(argv):
     except simulate.SimulationError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)
+    if not parallel.is_primary():
+        return
     table = report.write_report([workdir], workdir)
     print(report.markdown_table(table))
     print(f"results: {workdir}/{simulate.RESULT_FILE}; table and learning curve: "

@@ -132,6 +132,9 @@ def replicate(tree, mesh: Mesh | None):
     def put(x):
         if isinstance(x, jax.Array) and x.sharding == sharding:
             return x
+        if isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+            return jax.random.wrap_key_data(put(jax.random.key_data(x)),
+                                            impl=jax.random.key_impl(x))
         value = np.asarray(host_local(x))
         return jax.make_array_from_callback(value.shape, sharding, lambda index: value[index])
     return jax.tree.map(put, tree)
