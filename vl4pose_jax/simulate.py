@@ -379,20 +379,32 @@ def _shard_by_process():
     return gp.ShardByJaxProcess(drop_remainder=False)
 
 
+def _predict(n: Nets, state, inputs, key: str, mesh) -> np.ndarray:
+    """`n.predict(state, inputs)[key]`, the batch split over this process's devices (`state`
+    replicated on `mesh`); the batch is padded to a multiple of the device count."""
+    count = inputs.shape[0]
+    pad = -count % parallel.num_devices(mesh)
+    if pad:
+        inputs = np.concatenate([inputs, np.repeat(inputs[-1:], pad, 0)])
+    out = n.predict(state, parallel.shard_batch({"x": inputs}, mesh)["x"])[key]
+    return np.asarray(out)[:count]
+
+
 def evaluate(config: Config, d: Data, n: Nets, state) -> dict:
-    """Test-split metrics: {'metrics': {name: value}, 'per_joint': {name: [J values]}}, on this
-    process's copy of the state (every process evaluates the whole test split)."""
+    """Test-split metrics: {'metrics': {name: value}, 'per_joint': {name: [J values]}}. Every
+    process evaluates the whole test split on its own devices."""
     sp = data.spec(config.dataset)
-    state = parallel.replicate(state, None)
+    mesh = parallel.data_mesh()
+    state = parallel.replicate(state, mesh)
     loader = data.make_loader(d.test, batch_size=config.batch_size, train=False,
                               image_size=d.image_size)
     preds, gts, vis, extra = [], [], [], []
     for batch in loader:
         if config.task == "heatmap":
-            preds.append(np.asarray(n.predict(state, batch["image"])["joints_BxJx2"]))
+            preds.append(_predict(n, state, batch["image"], "joints_BxJx2", mesh))
             extra.append(batch["normalizer"])
         else:
-            out = np.asarray(n.predict(state, batch["depth"])["pose_BxJx3"])
+            out = _predict(n, state, batch["depth"], "pose_BxJx3", mesh)
             to_mm = functools.partial(data.normalised_uvd_to_xyz_mm,
                                       center_uvd_Bx3=batch["center_uvd"],
                                       cube_mm_B=batch["cube_mm"], intrinsics=sp.intrinsics)
