@@ -81,6 +81,10 @@ flags.DEFINE_enum("precision", "float32", ["float32", "bfloat16"], "Compute dtyp
 flags.DEFINE_string("compilation_cache", "default", "Persistent XLA compilation cache folder, so "
                     "a resumed or repeated run does not compile again ('default': "
                     "WORKDIR/compilation_cache; '' disables it).")
+flags.DEFINE_integer("num_workers", 0, "grain worker processes decoding images for training, "
+                     "evaluation and scoring (0: the main process). Part of the run's identity: grain "
+                     "splits the records among workers, which changes the order of training "
+                     "batches.")
 flags.DEFINE_bool("distributed", os.environ.get("VL4POSE_DISTRIBUTED", "") in ("1", "true"),
                   "Join a multi-process run (jax.distributed.initialize) before anything else; "
                   "default from $VL4POSE_DISTRIBUTED.")
@@ -115,7 +119,8 @@ def config_from_flags() -> simulate.Config:
     return simulate.Config(dataset=FLAGS.dataset, methods=tuple(FLAGS.method), seed=FLAGS.seed,
                            trials=FLAGS.trials, data_dir=FLAGS.data_dir,
                            checkpoint_every=FLAGS.checkpoint_every, crash_at=FLAGS.crash_at,
-                           precision=FLAGS.precision, **protocol)
+                           precision=FLAGS.precision, num_workers=FLAGS.num_workers,
+                           **protocol)
 
 
 def main(argv):

@@ -126,3 +126,8 @@ def test_report_aggregates_seeds(tmp_path):
     md = (tmp_path / "out" / "report.md").read_text()
     assert "| vl4pose | 1.50 ± 0.50 | 2.50 ± 0.50 |" in md
     assert (tmp_path / "out" / "learning_curve.png").stat().st_size > 0
+
+
+def test_non_finite_loss_stops_training_with_a_clear_error(data_dir, tmp_path):
+    with pytest.raises(simulate.NonFiniteLossError, match="non-finite loss"):
+        simulate.run(config(data_dir, lr=1e30, epochs=4), tmp_path)

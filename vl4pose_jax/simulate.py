@@ -76,7 +76,9 @@ class Config:
     (method, seed), 'train:R:S' right after the mid-training checkpoint at step S of round R.
     `checkpoint_every`: epochs between mid-training checkpoints (0: only at round ends).
     `precision`: 'float32', or 'bfloat16' for bfloat16 compute with float32 parameters, optimiser
-    state and losses (for GPU/TPU; XLA:CPU runs bfloat16 slowly)."""
+    state and losses (for GPU/TPU; XLA:CPU runs bfloat16 slowly). `num_workers`: grain worker
+    processes decoding images (0: in the main process); grain splits the records among them, so
+    the order of training batches, and hence the results, depend on the count."""
     dataset: str = "synthetic_human"
     methods: tuple = ("random",)
     seed: int = 0
@@ -98,6 +100,7 @@ class Config:
     crash_at: str | None = None
     progress: bool = True
     precision: str = "float32"
+    num_workers: int = 0
 
     @property
     def task(self) -> str:
@@ -336,7 +339,7 @@ def train_round(config: Config, d: Data, n: Nets, state, labelled_N, epochs: int
     loader = data.make_loader(d.source, indices=labelled_N,
                               batch_size=batch_size // jax.process_count(),
                               seed=grain_seed(config.seed, rnd), train=True,
-                              image_size=d.image_size,
+                              image_size=d.image_size, num_workers=config.num_workers,
                               shard_options=_shard_by_process() if multi else None)
     it = iter(loader)
     if iterator_state is not None:
@@ -344,21 +347,31 @@ def train_round(config: Config, d: Data, n: Nets, state, labelled_N, epochs: int
     state = parallel.replicate(state, mesh)
     every = config.checkpoint_every * steps_per_epoch
     keys = _TRAIN_KEYS[config.task]
+    pending = None  # the last step's losses, read after the next step is dispatched
+
+    def check(logs, step):
+        loss = {k: float(parallel.host_local(v)) for k, v in logs.items()}
+        if not all(np.isfinite(v) for v in loss.values()):
+            raise NonFiniteLossError(
+                f"{desc}: non-finite loss {loss} at step {step}; training stopped. The last "
+                "good checkpoint is kept; try a lower --lr.")
+        bar.update()
+        bar.set_postfix({k: f"{v:.3g}" for k, v in loss.items()}, refresh=False)
+
     with tqdm(total=steps, initial=start_step, desc=desc, unit="step", leave=False,
               disable=None if config.progress else True) as bar:
         for done in range(start_step + 1, steps + 1):
-            batch = next(it)
+            batch = next(it)  # decoded while the device runs the previous step
             state, logs = n.step(state, parallel.shard_batch({k: batch[k] for k in keys}, mesh))
-            loss = {k: float(parallel.host_local(v)) for k, v in logs.items()}
-            if not all(np.isfinite(v) for v in loss.values()):
-                raise NonFiniteLossError(
-                    f"{desc}: non-finite loss {loss} at step {int(state.step)}; training stopped. "
-                    "The last good checkpoint (end of the previous round) is kept; try a lower "
-                    "--lr.")
-            bar.update()
-            bar.set_postfix({k: f"{v:.3g}" for k, v in loss.items()}, refresh=False)
+            if pending is not None:
+                check(*pending)
+            pending = (logs, done)
             if checkpoint is not None and every > 0 and done % every == 0 and done < steps:
+                check(*pending)
+                pending = None
                 checkpoint(state, done, it.get_state())
+        if pending is not None:
+            check(*pending)
     return state
 
 
@@ -397,6 +410,7 @@ def evaluate(config: Config, d: Data, n: Nets, state) -> dict:
     mesh = parallel.data_mesh()
     state = parallel.replicate(state, mesh)
     loader = data.make_loader(d.test, batch_size=config.batch_size, train=False,
+                              num_workers=config.num_workers,
                               image_size=d.image_size)
     preds, gts, vis, extra = [], [], [], []
     for batch in loader:
@@ -433,7 +447,8 @@ def acquire(config: Config, d: Data, n: Nets, state, method: str, labelled_N, rn
     pool_N = pool_N[pool_N >= d.pool_start]
     ctx = acquisition.Context(
         task=config.task, model=n.model, state=state, aux=n.aux,
-        batches=acquisition.loader_batches(d.source, config.batch_size, image_size=d.image_size),
+        batches=acquisition.loader_batches(d.source, config.batch_size, image_size=d.image_size,
+                                           num_workers=config.num_workers),
         labelled=labelled_N, pool=pool_N, budget=config.budget,
         key=round_key(config.seed, rnd, "acquire", method),
         skeleton=data.spec(config.dataset).skeleton, progress=config.progress)
@@ -491,8 +506,8 @@ def check_workdir(config: Config, workdir) -> None:
     path = workdir / CONFIG_FILE
     ident = config.identity()
     if path.exists():
-        # Workdirs written before --precision existed ran in float32.
-        old = {"precision": "float32", **json.loads(path.read_text())}
+        # Workdirs written before --precision / --num_workers existed: their defaults.
+        old = {"precision": "float32", "num_workers": 0, **json.loads(path.read_text())}
         if old != ident:
             diff = {k: (old.get(k), ident.get(k)) for k in sorted(set(old) | set(ident))
                     if old.get(k) != ident.get(k)}
