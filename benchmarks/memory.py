@@ -9,7 +9,8 @@ from its record indices (a few Gaussian blobs at index-derived positions, cheap 
 pool-sized image array ever exists: what grows with the pool is the scoring code's own.
 
 Prints one JSON object: per size the seconds and images/s of the timed `select`, the peak RSS
-(`ru_maxrss`) after compilation and at the end, and the growth per pool record. The O(N) part
+(`ru_maxrss`) after compilation and at the end, the current RSS at the end, and the growth
+per pool record. The O(N) part
 is expected: the pool's record indices (int64), the streamed per-record scores, the returned
 `Selection.scores` (float64, 8 MB per million records) and the sort that ranks them, some tens
 of bytes per record; images, heatmaps and activations stay O(batch).
@@ -40,6 +41,13 @@ BLOBS = 4
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+
+
+def rss_now_mb() -> float:
+    for line in pathlib.Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024.0
+    return float("nan")
 
 
 def procedural_batches(batch_size: int, size: int = INPUT_SIZE):
@@ -105,6 +113,7 @@ def child(size: int, batch: int) -> dict:
         peak = peak_rss_mb()
         out.update({"seconds": round(seconds, 1), "images_per_s": round(size / seconds, 1),
                     "peak_rss_mb": round(peak, 1),
+                    "rss_at_end_mb": round(rss_now_mb(), 1),
                     "growth_mb": round(peak - after_compile, 1),
                     "growth_bytes_per_record": round((peak - after_compile) * 2**20 / size, 1),
                     "selection_scores_mb": round(sel.scores.nbytes / 2**20, 1)})
@@ -122,8 +131,9 @@ def main():
     if args.child is not None:
         print(json.dumps(child(args.child, args.batch)))
         return
+    from scoring import git_commit  # pylint: disable=import-outside-toplevel
     result = {"benchmark": "memory", "date": datetime.datetime.now().isoformat(timespec="seconds"),
-              "cpu_count": os.cpu_count(), "loadavg_start": [round(x, 2) for x in os.getloadavg()],
+              "commit": git_commit(), "cpu_count": os.cpu_count(), "loadavg_start": [round(x, 2) for x in os.getloadavg()],
               "model": dict(MICRO, input_size=INPUT_SIZE), "batch": args.batch, "runs": []}
     for size in [0] + [int(s) for s in args.sizes.split(",")]:
         proc = subprocess.run([sys.executable, __file__, "--child", str(size),

@@ -62,13 +62,31 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def environment() -> dict:
-    import jax  # pylint: disable=import-outside-toplevel
-    return {"date": datetime.datetime.now().isoformat(timespec="seconds"),
-            "backend": jax.default_backend(), "device_kind": jax.devices()[0].device_kind,
-            "num_devices": jax.device_count(), "jax": jax.__version__,
+def git_commit() -> str:
+    """The checkout's commit, with '+dirty' when tracked files differ from it."""
+    root = pathlib.Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "-uno"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
+def host() -> dict:
+    """What describes a run without touching JAX's backend."""
+    return {"date": datetime.datetime.now().isoformat(timespec="seconds"), "commit": git_commit(),
             "cpu_count": os.cpu_count(), "cpu": cpu_model(),
             "loadavg_start": [round(x, 2) for x in os.getloadavg()]}
+
+
+def environment() -> dict:
+    import jax  # pylint: disable=import-outside-toplevel
+    return {**host(), "backend": jax.default_backend(),
+            "device_kind": jax.devices()[0].device_kind, "num_devices": jax.device_count(),
+            "jax": jax.__version__}
 
 
 def build_pool(data_dir: str, pool: int, image_size: int):
@@ -204,11 +222,14 @@ def measure(args) -> dict:
 
 
 def scaling(args, argv) -> dict:
-    """Rerun this script for each device count in a fresh subprocess; collect images/s."""
-    probe = subprocess.run([sys.executable, "-c",
-                            "import jax; print(jax.default_backend(), jax.device_count())"],
+    """Rerun this script for each device count in a fresh subprocess; collect images/s. This
+    process never starts a JAX backend (on a GPU it would hold the children's memory)."""
+    start = host()
+    probe = subprocess.run([sys.executable, "-c", "import jax; d = jax.devices(); print("
+                            "jax.__version__, jax.default_backend(), len(d), d[0].device_kind)"],
                            capture_output=True, text=True, check=True)
-    backend, real_count = probe.stdout.split()[-2], int(probe.stdout.split()[-1])
+    version, backend, real_count, kind = probe.stdout.strip().splitlines()[-1].split(" ", 3)
+    real_count = int(real_count)
     child_argv = [a for i, a in enumerate(argv)
                   if not a.startswith("--devices") and not (i and argv[i - 1] == "--devices")]
     rows = []
@@ -235,10 +256,13 @@ def scaling(args, argv) -> dict:
                      "end_to_end_images_per_s": child.get("end_to_end", {}).get("images_per_s"),
                      "loadavg_start": child["loadavg_start"], "loadavg_end": child["loadavg_end"]})
     note = (f"forced host devices (--xla_force_host_platform_device_count) all share this "
-            f"machine's {os.cpu_count()} CPU cores, so more devices cannot add compute here; the "
-            f"rows show the overhead of sharding each batch over a ('data',) mesh"
+            f"machine's {os.cpu_count()} CPU cores, so more devices cannot add compute here: the "
+            f"rows show how splitting each batch over a ('data',) mesh of CPU devices uses the "
+            f"same cores (and its overhead), not scaling"
             if backend == "cpu" else f"the first n of {real_count} {backend} devices")
-    return {"benchmark": "scoring_scaling", **environment(), "preset": args.preset,
+    return {"benchmark": "scoring_scaling", **start, "backend": backend, "device_kind": kind,
+            "jax": version, "loadavg_end": [round(x, 2) for x in os.getloadavg()],
+            "preset": args.preset,
             "precision": args.precision, "batch": args.batch, "pool": args.pool,
             "scaling": rows, "note": note}
 
