@@ -2,7 +2,7 @@
 
 Prints one JSON object. Timings are after compilation, median of `--repeats` timed calls, with
 `block_until_ready`; the 1-min/5-min/15-min load averages at the start and end are recorded.
-Run: `python benchmarks/models.py [--preset=paper] [--batch=16]`.
+Run: `python benchmarks/models.py [--preset=paper] [--batch=16] [--precision=bfloat16]`.
 """
 from __future__ import annotations
 
@@ -35,11 +35,11 @@ def _time(fn, repeats):
     return float(np.median(times))
 
 
-def hourglass(preset: str, batch: int, repeats: int):
+def hourglass(preset: str, batch: int, repeats: int, dtype=jnp.float32):
     skeleton = skeletons.lsp14
     config = models.PRESETS[preset]
-    model = models.StackedHourglass(num_joints=skeleton.num_joints, **config.kwargs)
-    aux = models.AuxNet(head="vl4pose_heatmap", num_links=skeleton.num_links)
+    model = models.StackedHourglass(num_joints=skeleton.num_joints, dtype=dtype, **config.kwargs)
+    aux = models.AuxNet(head="vl4pose_heatmap", num_links=skeleton.num_links, dtype=dtype)
     tx = optax.adam(train.HOURGLASS_LR)
     state = train.init_heatmap_state(model, aux, jax.random.key(0), config.input_size, tx, tx)
     rng = np.random.default_rng(0)
@@ -70,8 +70,9 @@ def hourglass(preset: str, batch: int, repeats: int):
     }
 
 
-def deepprior_mc(batch: int, num_samples: int, repeats: int):
-    model = models.DeepPrior(num_joints=skeletons.icvl16.num_joints, dropout="C", aleatoric=True)
+def deepprior_mc(batch: int, num_samples: int, repeats: int, dtype=jnp.float32):
+    model = models.DeepPrior(num_joints=skeletons.icvl16.num_joints, dropout="C", aleatoric=True,
+                             dtype=dtype)
     depth = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (batch, 128, 128, 1)), jnp.float32)
     variables = model.init(jax.random.key(0), depth[:1])
     run = jax.jit(lambda v, d, k: deepprior.mc_predict(model, v, d, k, num_samples=num_samples))
@@ -87,7 +88,10 @@ def main():
     parser.add_argument("--mc_batch", type=int, default=64)
     parser.add_argument("--mc_samples", type=int, default=70)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--precision", default="float32", choices=("float32", "bfloat16"),
+                        help="compute dtype (parameters and losses stay float32)")
     args = parser.parse_args()
+    dtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[args.precision]
     result = {
         "benchmark": "models",
         "date": datetime.date.today().isoformat(),
@@ -96,9 +100,10 @@ def main():
         "cpu_count": os.cpu_count(),
         "machine": platform.processor() or platform.machine(),
         "jax": jax.__version__,
+        "precision": args.precision,
         "loadavg_start": [round(x, 2) for x in os.getloadavg()],
-        "hourglass": hourglass(args.preset, args.batch, args.repeats),
-        "deepprior_mc_dropout": deepprior_mc(args.mc_batch, args.mc_samples, args.repeats),
+        "hourglass": hourglass(args.preset, args.batch, args.repeats, dtype),
+        "deepprior_mc_dropout": deepprior_mc(args.mc_batch, args.mc_samples, args.repeats, dtype),
     }
     result["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
     print(json.dumps(result, indent=2))
