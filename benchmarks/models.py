@@ -13,7 +13,6 @@ import os
 import pathlib
 import platform
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
@@ -23,16 +22,9 @@ import optax
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # run from a checkout
 from vl4pose_jax import models, skeletons, train  # noqa: E402
 from vl4pose_jax.models import deepprior  # noqa: E402
+from scoring import median_seconds as _time  # noqa: E402  (benchmarks/ is on the path)
 
 
-def _time(fn, repeats):
-    jax.block_until_ready(fn())  # compile and warm up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
 
 
 def hourglass(preset: str, batch: int, repeats: int, dtype=jnp.float32):
