@@ -147,7 +147,8 @@ def stream(ctx: Context, indices, fn: Callable, *, key=None, desc: str = "scorin
     With several processes (`parallel.initialize_distributed`) each one streams its own share
     of `indices` (`parallel.process_share`); `gather=True` then hands every process all rows,
     `gather=False` only its own (ranked methods keep them and merge top-k candidates with
-    `top_pool`, so no process receives every score).
+    `top_pool`, so no process receives every score). Batch keys count each process's own
+    batches, so random draws (MC dropout) depend on the number of processes.
     """
     indices = np.asarray(indices, np.int64)
     if 0 < len(indices) < jax.process_count():
