@@ -142,7 +142,7 @@ def main(argv):
     try:
         config = config_from_flags()
         d = simulate.validate(config)
-        rows = simulate.run(config, workdir, data_=d, on_round=report.round_plotter(workdir))
+        simulate.run(config, workdir, data_=d, on_round=report.round_plotter(workdir))
     except simulate.SimulationError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)

@@ -1,5 +1,4 @@
 """TFDS builders from real files (subsets copied into temp dirs) and from broken copies."""
-import io
 import json
 import shutil
 

@@ -26,7 +26,6 @@ import functools
 import json
 import os
 import pathlib
-import sys
 import time
 import zlib
 from typing import Any, Sequence
@@ -484,8 +483,6 @@ def _manager(path: pathlib.Path):
 
 def _save(mngr, rnd: int, state, meta: dict):
     import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
-    if jax.process_count() > 1:  # each process's arrays are its replica of the global state
-        state = parallel.replicate(state, parallel.train_mesh())
     mngr.save(rnd, args=ocp.args.Composite(state=ocp.args.StandardSave(_to_saveable(state)),
                                            meta=ocp.args.JsonSave(meta)))
     mngr.wait_until_finished()
@@ -605,7 +602,7 @@ def _run_one(config: Config, d: Data, method: str, workdir: pathlib.Path, rows_b
         mid_last = mid.latest_step()
         if mid_last is not None and mid_last // _MID == rnd:
             state, mid_meta = _restore(mid, mid_last, state)
-            iterators = mid_meta["iterators"]
+            iterators = mid_meta.get("iterators") or [mid_meta["iterator"]]  # older: one
             if len(iterators) != jax.process_count():
                 raise SimulationError(
                     f"{mid.directory} was written by {len(iterators)} process(es) mid-round; "

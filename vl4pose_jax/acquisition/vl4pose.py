@@ -10,7 +10,6 @@ options. Hands (regression task): `likelihood.score_regression` of DeepPrior's d
 Gaussians. The lowest log-likelihoods are selected; `scores` are the negated log-likelihoods
 (higher = more informative), computed per batch on device.
 """
-import jax.numpy as jnp
 import numpy as np
 
 from vl4pose_jax import likelihood

@@ -47,7 +47,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from vl4pose_jax import skeletons
-from vl4pose_jax.data import formats, hands
+from vl4pose_jax.data import formats
 
 log = logging.getLogger(__name__)
 
