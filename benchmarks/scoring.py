@@ -116,9 +116,8 @@ def measure(args) -> dict:
     import jax  # pylint: disable=import-outside-toplevel
     import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
     import optax  # pylint: disable=import-outside-toplevel
-    from jax.sharding import Mesh, NamedSharding, PartitionSpec  # pylint: disable=import-outside-toplevel
 
-    from vl4pose_jax import acquisition, likelihood, models, skeletons, train  # pylint: disable=import-outside-toplevel
+    from vl4pose_jax import acquisition, likelihood, models, parallel, skeletons, train  # pylint: disable=import-outside-toplevel
 
     result = environment()
     skeleton = skeletons.lsp14
@@ -132,13 +131,12 @@ def measure(args) -> dict:
                                        optax.sgd(0.0))
     init_s = time.perf_counter() - start
 
-    devices = jax.local_devices()
-    mesh = Mesh(np.asarray(devices), ("data",))
-    replicated, sharded = NamedSharding(mesh, PartitionSpec()), NamedSharding(mesh, PartitionSpec("data"))
-    batch = -(-args.batch // len(devices)) * len(devices)  # what acquisition streaming pads to
-    state = jax.device_put(state, replicated)
-    images_BxSxSx3 = jax.device_put(
-        np.random.default_rng(0).random((batch, size, size, 3), np.float32), sharded)
+    mesh = parallel.data_mesh()  # as acquisition streaming: None with one local device
+    devices = parallel.num_devices(mesh)
+    batch = -(-args.batch // devices) * devices  # what acquisition streaming pads to
+    state = parallel.replicate(state, mesh)
+    images_BxSxSx3 = parallel.shard_batch(
+        {"x": np.random.default_rng(0).random((batch, size, size, 3), np.float32)}, mesh)["x"]
 
     def forward(st, images):
         variables = {"params": st.params, "batch_stats": st.batch_stats}
