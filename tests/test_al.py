@@ -89,6 +89,13 @@ def test_resume_after_crash_is_exact(data_dir, tmp_path):
     assert strip(simulate.run(cfg, tmp_path / "b", log=log)) == strip(reference)
     with pytest.raises(simulate.SimulationError, match="different settings.*budget"):
         simulate.run(dataclasses.replace(cfg, budget=5), tmp_path / "b", log=log)
+    trained = simulate.load_trained(tmp_path / "b")
+    assert trained.method == "vl4pose" and trained.meta["round"] == 2
+    assert strip(trained.meta["results"]) == strip(reference)
+    with pytest.raises(simulate.SimulationError, match="no run of method 'random'"):
+        simulate.load_trained(tmp_path / "b", method="random")
+    with pytest.raises(simulate.SimulationError, match="holds no config.json"):
+        simulate.load_trained(tmp_path / "nothing")
 
 
 @pytest.mark.parametrize("kw, message", [

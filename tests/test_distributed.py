@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from vl4pose_jax import simulate
+from vl4pose_jax import checkpoints, simulate
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TIMING = ("seconds_train", "seconds_score")
@@ -114,10 +114,11 @@ def test_two_processes_train_score_checkpoint_and_resume(data_dir, tmp_path):
     assert [r["round"] for r in rows] == [0, 1] and "ood_auroc" in rows[0]
     # The per-process top-k merge selected exactly what ranking the whole pool selects, from
     # the state saved (by both processes) at the end of round 0.
-    n = simulate.nets_for(config, "vl4pose")
-    template = n.init(simulate.round_key(config.seed, 0, "init"))
-    mngr = simulate._manager(tmp_path / "checkpoints" / "vl4pose" / "seed_0" / "rounds")
-    state, meta = simulate._restore(mngr, 0, template)
+    trained = simulate.load_trained(tmp_path, data_dir=data_dir)
+    assert trained.meta["round"] == 1
+    n = trained.nets
+    mngr = checkpoints.manager(checkpoints.run_dir(tmp_path, "vl4pose", 0) / "rounds")
+    state, meta = checkpoints.restore(mngr, 0, trained.state)
     labelled = simulate.initial_labelled(config, d)
     assert meta["labelled_ids"][:16] == [d.ids[i] for i in labelled]
     sel, stats = simulate.acquire(config, d, n, state, "vl4pose", labelled, 0)

@@ -36,7 +36,7 @@ import numpy as np
 import optax
 from tqdm import tqdm
 
-from vl4pose_jax import acquisition, data, metrics, models, parallel, train
+from vl4pose_jax import acquisition, checkpoints, data, metrics, models, parallel, train
 
 # Test-sized network: compiles in seconds on a CPU.
 MICRO = models.Preset(dict(num_stacks=1, channels=16, depth=1), input_size=32, heatmap_size=8)
@@ -467,35 +467,6 @@ def acquire(config: Config, d: Data, n: Nets, state, method: str, labelled_N, rn
 
 # ------------------------------------------------------------------------------ checkpoints
 
-def _to_saveable(state):
-    return state.replace(rng=jax.random.key_data(state.rng))
-
-
-def _from_saved(state):
-    return state.replace(rng=jax.random.wrap_key_data(state.rng))
-
-
-def _manager(path: pathlib.Path):
-    import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
-    return ocp.CheckpointManager(path.absolute(), options=ocp.CheckpointManagerOptions(
-        max_to_keep=2, create=True, enable_async_checkpointing=False))
-
-
-def _save(mngr, rnd: int, state, meta: dict):
-    import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
-    mngr.save(rnd, args=ocp.args.Composite(state=ocp.args.StandardSave(_to_saveable(state)),
-                                           meta=ocp.args.JsonSave(meta)))
-    mngr.wait_until_finished()
-
-
-def _restore(mngr, rnd: int, template):
-    import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, _to_saveable(template))
-    out = mngr.restore(rnd, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
-                                                    meta=ocp.args.JsonRestore()))
-    return _from_saved(out["state"]), out["meta"]
-
-
 def check_workdir(config: Config, workdir) -> None:
     """Write the config on first use; refuse a different one later."""
     workdir = pathlib.Path(workdir)
@@ -514,6 +485,65 @@ def check_workdir(config: Config, workdir) -> None:
                 + ". Rerun with the original flags to resume it, or choose another --workdir.")
     elif parallel.is_primary():
         _atomic_write(path, json.dumps(ident, indent=2, sort_keys=True))
+
+
+@dataclasses.dataclass
+class Trained:
+    """A trained state taken from a workdir: its `config`, the `nets` to apply it, the `state`
+    and the round checkpoint's `meta` (round, labelled ids and indices, results)."""
+    config: Config
+    method: str
+    nets: Nets
+    state: Any
+    meta: dict
+
+
+def load_config(workdir) -> Config:
+    """The `Config` a workdir was run with (its `config.json`)."""
+    path = pathlib.Path(workdir) / CONFIG_FILE
+    if not path.is_file():
+        raise SimulationError(f"{workdir} holds no {CONFIG_FILE}: not a workdir of "
+                              "`python -m experiments.al` (or the run never started).")
+    try:
+        fields = json.loads(path.read_text())
+        fields["methods"] = tuple(fields["methods"])
+        return Config(**fields)
+    except (ValueError, KeyError, TypeError) as err:
+        raise SimulationError(f"{path} is not a readable run configuration ({err}).") from None
+
+
+def load_trained(workdir, method: str | None = None, seed: int | None = None,
+                 data_dir: str | None = None) -> Trained:
+    """The newest round's trained state of (`method`, `seed`) in `workdir` (defaults: the run's
+    only method, its first seed). The one function that takes a trained model out of a workdir,
+    for the simulator's consumers (the scorer, notebooks)."""
+    config = load_config(workdir)
+    if data_dir is not None:
+        config = dataclasses.replace(config, data_dir=data_dir)
+    if method is None:
+        if len(config.methods) != 1:
+            raise SimulationError(f"{workdir} holds the methods {', '.join(config.methods)}; "
+                                  "choose one with --method.")
+        method = config.methods[0]
+    if method not in config.methods:
+        raise SimulationError(f"{workdir} holds no run of method {method!r}; it has: "
+                              f"{', '.join(config.methods)}.")
+    seed = config.seed if seed is None else seed
+    if not config.seed <= seed < config.seed + config.trials:
+        raise SimulationError(f"{workdir} holds seeds {config.seed}.."
+                              f"{config.seed + config.trials - 1}, not {seed}.")
+    config = dataclasses.replace(config, seed=seed)
+    path = checkpoints.run_dir(workdir, method, seed) / "rounds"
+    mngr = checkpoints.manager(path, create=False) if path.is_dir() else None
+    step = None if mngr is None else mngr.latest_step()
+    if step is None:
+        raise SimulationError(f"{path} holds no finished round: train first (an AL run with "
+                              "--rounds=0 trains on the labelled set alone).")
+    n = nets_for(config, method)
+    template = parallel.replicate(n.init(round_key(seed, 0, "init")), None)
+    state, meta = checkpoints.restore(mngr, step, template)
+    mngr.close()
+    return Trained(config, method, n, state, meta)
 
 
 def _atomic_write(path: pathlib.Path, text: str):
@@ -575,8 +605,8 @@ def run(config: Config, workdir, *, data_: Data | None = None, log=print,
 def _run_one(config: Config, d: Data, method: str, workdir: pathlib.Path, rows_by_run, run_key,
              log, on_round=None):
     n = nets_for(config, method)
-    base = workdir / "checkpoints" / method / f"seed_{config.seed}"
-    mngr, mid = _manager(base / "rounds"), _manager(base / "training")
+    base = checkpoints.run_dir(workdir, method, config.seed)
+    mngr, mid = checkpoints.manager(base / "rounds"), checkpoints.manager(base / "training")
     mesh = parallel.train_mesh()
     state = parallel.replicate(n.init(round_key(config.seed, 0, "init")), mesh)
     labelled_N = initial_labelled(config, d)
@@ -584,7 +614,7 @@ def _run_one(config: Config, d: Data, method: str, workdir: pathlib.Path, rows_b
     rows = rows_by_run[run_key]
     last = mngr.latest_step()
     if last is not None:
-        state, meta = _restore(mngr, last, state)
+        state, meta = checkpoints.restore(mngr, last, state)
         labelled_N = np.asarray(meta["labelled_indices"], np.int64)
         if [d.ids[i] for i in labelled_N] != meta["labelled_ids"]:
             raise SimulationError(f"the labelled ids in {mngr.directory} do not match the "
@@ -601,7 +631,7 @@ def _run_one(config: Config, d: Data, method: str, workdir: pathlib.Path, rows_b
         resume = {}
         mid_last = mid.latest_step()
         if mid_last is not None and mid_last // _MID == rnd:
-            state, mid_meta = _restore(mid, mid_last, state)
+            state, mid_meta = checkpoints.restore(mid, mid_last, state)
             iterators = mid_meta.get("iterators") or [mid_meta["iterator"]]  # older: one
             if len(iterators) != jax.process_count():
                 raise SimulationError(
@@ -613,7 +643,7 @@ def _run_one(config: Config, d: Data, method: str, workdir: pathlib.Path, rows_b
 
         def checkpoint(state, done, iterator_state, rnd=rnd):
             iterators = [s.decode() for s in parallel.gather_bytes(iterator_state)]
-            _save(mid, rnd * _MID + done, state, {"round": rnd, "step": done,
+            checkpoints.save(mid, rnd * _MID + done, state, {"round": rnd, "step": done,
                                                   "iterators": iterators})
             if config.crash_at == f"train:{rnd}:{done}" and run_key[0] == 0:
                 raise SimulatedCrash(f"simulated crash in round {rnd} at step {done}")
@@ -639,7 +669,7 @@ def _run_one(config: Config, d: Data, method: str, workdir: pathlib.Path, rows_b
         meta = {"round": rnd, "labelled_indices": labelled_N.tolist(),
                 "labelled_ids": [d.ids[i] for i in labelled_N], "results": rows,
                 "config": config.identity()}
-        _save(mngr, rnd, state, meta)
+        checkpoints.save(mngr, rnd, state, meta)
         _write_results(workdir, rows_by_run)
         name, value = next(iter(row["metrics"].items()))
         log(f"[{method} seed {config.seed}] round {rnd}: {row['num_labelled']} labelled, "
