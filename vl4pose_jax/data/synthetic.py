@@ -331,16 +331,19 @@ def _hsv_to_rgb(h, s, v):
     return [(v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q)][i]
 
 
-@functools.lru_cache(maxsize=64)
-def _palette(seed: int) -> np.ndarray:
-    """The seed's palette: (32, 3) saturated RGB colours in 0..255."""
-    rng = np.random.default_rng([int(seed), 0xC0105])
+def _make_palette() -> np.ndarray:
+    """The synthetic world's palette: (32, 3) saturated RGB colours in 0..255. One palette for
+    every seed and split, so that train, pool and test share one in-distribution appearance
+    (only 'appearance' OOD examples are colour-shifted)."""
+    rng = np.random.default_rng([0, 0xC0105])
     cols = [_hsv_to_rgb(rng.uniform(), rng.uniform(0.35, 0.9), rng.uniform(0.3, 0.95))
             for _ in range(32)]
     pal = np.asarray(cols, np.float32) * 255.0
     pal.setflags(write=False)
     return pal
 
+
+_PALETTE = _make_palette()
 
 _SKIN = np.asarray([[255, 219, 172], [241, 194, 125], [224, 172, 105], [198, 134, 66],
                     [141, 85, 36], [92, 56, 32], [234, 192, 160]], np.float32)
@@ -657,7 +660,7 @@ def _human(seed: int, index: int, image_size: int, ood_kind: str, pose, occluder
     size = int(image_size)
     if size < 16:
         raise ValueError(f"image_size must be >= 16, got {image_size}")
-    palette = _palette(seed)
+    palette = _PALETTE
     scene = _rng(seed, index, _S_HUMAN_SCENE, ood_kind)
     if pose is None:
         body = _sample_human_pose(_rng(seed, index, _S_HUMAN_POSE, ood_kind),

@@ -62,6 +62,8 @@ def _png(rgb) -> bytes:
 
 class _SyntheticBase(builders._Base, skip_registration=True):  # pylint: disable=protected-access
     BUILDER_CONFIGS = list(CONFIGS)
+    # 1.1.0: one colour palette for every split (1.0.0 seeded it per split).
+    VERSION = tfds.core.Version("1.1.0")
     NEEDS_MANUAL_DIR = False
     DOWNLOAD = "built-in generator: no download needed."
 
