@@ -8,8 +8,9 @@ recorded them, per-OOD-kind diagnostics (test accuracy per kind, pool and test O
 kind, OOD share of each selection, Spearman of score vs test error, VL4Pose refinement gain,
 records scored). Also report.csv (headline table), aubc.csv, by_kind.csv, learning_curve.png
 (±1 std bands, seeds in the legend), ood_auroc.png and accuracy_by_kind.png. Absent fields
-show as "–". `summary(rows)` is the compact text the AL command prints at the end; `aggregate`,
-`markdown_table`, `aubc`, `aubc_table`, `paired_comparison` and `kind_table` are the pure pieces.
+show as "–". `write_summary(workdirs, out)` writes all that and returns the compact text the AL
+command prints at the end (`summary(rows)`); `aggregate`, `markdown_table`, `aubc`, `aubc_table`,
+`paired_comparison` and `kind_table` are the pure pieces.
 `round_plotter(workdir)` is the per-round hook of the AL command: a gallery of each selection
 with predicted skeletons and a histogram of the pool's scores vs the selection's (for VL4Pose,
 the likelihood histogram).
@@ -655,14 +656,11 @@ def round_plotter(workdir):
     return on_round
 
 
-def write_report(workdirs, out) -> dict:
-    """Writes into `out`: report.md (every table, with what it is), report.csv (headline metric
-    per method and labelled size), aubc.csv (AUBC and the paired comparison with random),
-    by_kind.csv (per-kind diagnostics, long format), learning_curve.png and, when recorded,
-    ood_auroc.png and accuracy_by_kind.png. Returns the headline table (`aggregate`)."""
-    rows = read_rows(workdirs)
-    if not rows:
-        raise ValueError("no result rows in " + ", ".join(f"{w}/results.jsonl" for w in workdirs))
+REPORT_FILES = ("report.md", "report.csv", "aubc.csv", "by_kind.csv", "learning_curve.png",
+                "ood_auroc.png", "accuracy_by_kind.png")
+
+
+def _write(rows, workdirs, out) -> list[str]:
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
     table = aggregate(rows)
@@ -680,25 +678,43 @@ def write_report(workdirs, out) -> dict:
             plot_kind_panels(tables[name], out / png, ylabel, chance)
         else:
             (out / png).unlink(missing_ok=True)   # no stale plot from an earlier report
-    return table
+    return [f for f in REPORT_FILES if (out / f).exists()]
+
+
+def _read_nonempty(workdirs) -> list[dict]:
+    rows = read_rows(workdirs)
+    if not rows:
+        raise ValueError("no result rows in " + ", ".join(f"{w}/results.jsonl" for w in workdirs))
+    return rows
+
+
+def write_report(workdirs, out) -> dict:
+    """Writes into `out`: report.md (every table, with what it is), report.csv (headline metric
+    per method and labelled size), aubc.csv (AUBC and the paired comparison with random),
+    by_kind.csv (per-kind diagnostics, long format), learning_curve.png and, when recorded,
+    ood_auroc.png and accuracy_by_kind.png. Returns the headline table (`aggregate`)."""
+    rows = _read_nonempty(workdirs)
+    _write(rows, workdirs, out)
+    return aggregate(rows)
+
+
+def write_summary(workdirs, out) -> str:
+    """`write_report`, returning the text to print: `summary` and the files written. Raises
+    FileNotFoundError (a workdir without results.jsonl) or ValueError (no or malformed rows)."""
+    rows = _read_nonempty(workdirs)
+    written = _write(rows, workdirs, out)
+    return summary(rows) + f"\n\nwrote {out}/: " + ", ".join(written)
 
 
 def main(argv):
     workdirs = argv[1:]
     if not workdirs:
         raise app.UsageError("usage: python -m experiments.report WORKDIR [WORKDIR...]")
-    out = FLAGS.out or workdirs[0]
     try:
-        write_report(workdirs, out)
-        rows = read_rows(workdirs)
+        print(write_summary(workdirs, FLAGS.out or workdirs[0]))
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)
-    print(summary(rows))
-    written = sorted(p.name for p in pathlib.Path(out).iterdir()
-                     if p.name in ("report.md", "report.csv", "aubc.csv", "by_kind.csv",
-                                   "learning_curve.png", "ood_auroc.png", "accuracy_by_kind.png"))
-    print(f"wrote {out}/: " + ", ".join(written))
 
 
 if __name__ == "__main__":

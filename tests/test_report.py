@@ -164,3 +164,19 @@ def test_cli_end_to_end_writes_report_csvs_and_plots(tmp_path):
                              cwd=root, env=env, capture_output=True, text=True, check=False)
     assert missing.returncode != 0
     assert missing.stderr.strip().splitlines()[-1] == f"error: no results.jsonl in {tmp_path / 'nope'}"
+
+
+def test_write_summary_is_what_the_al_command_prints(tmp_path):
+    write_results(tmp_path, paired_rows([1.0, 2.0]))
+    text = report.write_summary([tmp_path], tmp_path / "out")
+    assert text.startswith("| pck@0.2 \\ labelled | 100 | 200 | 400 |")
+    assert "| vl4pose | 2 | 100–400 |" in text and "| 2/2 |" in text
+    assert text.splitlines()[-1] == (f"wrote {tmp_path / 'out'}/: report.md, report.csv, "
+                                     "aubc.csv, by_kind.csv, learning_curve.png")
+    assert "Pool OOD AUROC" not in text        # nothing per kind recorded: no per-kind lines
+    (tmp_path / "results.jsonl").write_text("")
+    with pytest.raises(ValueError, match="no result rows in"):
+        report.write_summary([tmp_path], tmp_path / "out")
+    (tmp_path / "results.jsonl").write_text('{"method": "random"\n')
+    with pytest.raises(ValueError, match=r"results.jsonl:1: not a JSON row"):
+        report.write_summary([tmp_path], tmp_path / "out")
