@@ -459,7 +459,7 @@ def report_markdown(rows, workdirs=(), baseline=BASELINE) -> str:
     metric = next(iter(rows[0]["metrics"])) if rows else None
     better = "negative" if lower_is_better(metric) else "positive"
     parts = [_header(rows, workdirs, metric), "",
-             f"## Headline metric by labelled-set size", "",
+             "## Headline metric by labelled-set size", "",
              f"{metric} on the test split after training on each labelled-set size "
              f"({_direction(metric)}).", "", markdown_table(aggregate(rows)), "",
              "## Area under the budget curve (AUBC) and paired comparison with " + baseline, "",
