@@ -54,7 +54,9 @@ def aggregate(rows) -> dict:
     metric = next(iter(rows[0]["metrics"]))
     values = collections.defaultdict(lambda: collections.defaultdict(dict))
     for r in rows:   # a later row for the same (method, size, seed) replaces an earlier one
-        values[r["method"]][r["num_labelled"]][r["seed"]] = r["metrics"][metric]
+        value = _number(r.get("metrics", {}).get(metric))   # None, NaN: no value
+        if value is not None:
+            values[r["method"]][r["num_labelled"]][r["seed"]] = value
     sizes = sorted({s for v in values.values() for s in v})
     table = {m: {s: (float(np.mean(list(v[s].values()))), float(np.std(list(v[s].values()))),
                      len(v[s])) for s in v} for m, v in values.items()}
@@ -388,8 +390,8 @@ def kind_table(rows, name, metric=None) -> dict:
     metric = metric or (next(iter(rows[0]["metrics"])) if rows else None)
     spec = KIND_TABLES[name]
     if name == "accuracy_by_kind" and rows:   # fall back to the kinds' own first metric
-        names = [n for r in rows for m in (r.get("metrics_by_kind") or {}).values()
-                 if isinstance(m, dict) for n in m]
+        names = [n for r in rows if isinstance(r.get("metrics_by_kind"), dict)
+                 for m in r["metrics_by_kind"].values() if isinstance(m, dict) for n in m]
         if names and metric not in names:
             metric = names[0]
     values = collections.defaultdict(lambda: collections.defaultdict(list))
