@@ -564,7 +564,7 @@ def plot_kind_panels(t, path, ylabel, chance=None):
     or labelled size; legend with the number of seeds."""
     plt = _pyplot()
     from matplotlib.ticker import MaxNLocator  # pylint: disable=import-outside-toplevel
-    labels = t["labels"]
+    labels = [k for k in t["labels"] if any((m, k) in t["cells"] for m in t["methods"])]
     fig, axes = plt.subplots(1, len(labels), figsize=(4 * len(labels), 3.5), squeeze=False)
     for ax, label in zip(axes[0], labels):
         for method in t["methods"]:
@@ -585,7 +585,8 @@ def plot_kind_panels(t, path, ylabel, chance=None):
         ax.set_xlabel("round" if t["columns"] == "round" else "labelled images")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
     fig.suptitle(t["title"], fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
