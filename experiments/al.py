@@ -148,8 +148,7 @@ def main(argv):
         sys.exit(1)
     if not parallel.is_primary():
         return
-    table = report.write_report([workdir], workdir)
-    print(report.markdown_table(table))
+    print(report.write_summary([workdir], workdir))
     print(f"results: {workdir}/{simulate.RESULT_FILE}; table and learning curve: "
           f"{workdir}/report.md, report.csv, learning_curve.png; per-round plots: {workdir}/plots")
 

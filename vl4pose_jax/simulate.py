@@ -21,6 +21,7 @@ batch differ (each process shuffles its own shard), so results depend on the pro
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 import json
@@ -36,13 +37,14 @@ import numpy as np
 import optax
 from tqdm import tqdm
 
-from vl4pose_jax import acquisition, checkpoints, data, metrics, models, parallel, train
+from vl4pose_jax import (acquisition, checkpoints, data, heatmaps, likelihood, metrics, models,
+                         parallel, train)
 
 # Test-sized network: compiles in seconds on a CPU.
 MICRO = models.Preset(dict(num_stacks=1, channels=16, depth=1), input_size=32, heatmap_size=8)
 HUMAN_PRESETS = {**models.PRESETS, "micro": MICRO}
 # DeepPrior crop size per preset (the paper crops 128 x 128).
-HAND_SIZES = {"paper": 128, "tiny": 128, "micro": 32}
+HAND_SIZES = {"paper": 128, "small": 128, "tiny": 128, "micro": 32}
 RESULT_FILE = "results.jsonl"
 _MID = 10**7   # mid-training checkpoint step = round * _MID + steps done in the round
 CONFIG_FILE = "config.json"
@@ -50,6 +52,10 @@ CONFIG_FILE = "config.json"
 _VOLATILE = ("data_dir", "crash_at", "progress", "checkpoint_every")
 # --precision: the models' compute dtype (parameters and losses stay float32).
 PRECISIONS = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+# Hand methods that use Bayesian DeepPrior (MC dropout; evaluated as the mean of T passes).
+BAYESIAN = ("mc_dropout", "cke")
+# Local maxima per joint considered by VL4Pose's pose refinement (Eq. 6) in evaluation.
+REFINE_PEAKS = 5
 
 
 class SimulationError(Exception):
@@ -67,9 +73,10 @@ class SimulatedCrash(Exception):
 @dataclasses.dataclass(frozen=True)
 class Config:
     """One AL experiment. `rounds` acquisitions of `budget` after the initial `init_size`
-    labelled records, so `rounds + 1` trainings and evaluations. `epochs` for the first
-    training, `cycle_epochs` for later ones; `retrain` 'finetune' (warm start, VL4Pose paper) or
-    'scratch' (fresh initialisation every round, CKE paper). `pre_subset`: score only a random
+    labelled records, so `rounds + 1` trainings and evaluations. `retrain` 'finetune' (warm
+    start, VL4Pose paper: `epochs` for the first training, `cycle_epochs` for later ones) or
+    'scratch' (fresh initialisation every round, CKE paper: every round trains `epochs`, so
+    that rounds differ only in their labelled sets; `cycle_epochs` is unused). `pre_subset`: score only a random
     subset of the pool (int count or float fraction), None for the whole pool. `crash_at`
     (tests): 'round:R' raises `SimulatedCrash` right after round R's checkpoint of the first
     (method, seed), 'train:R:S' right after the mid-training checkpoint at step S of round R.
@@ -257,6 +264,7 @@ class Nets:
     init: Any       # key -> TrainState (jitted)
     step: Any       # (state, batch) -> (state, logs)
     predict: Any    # (state, inputs) -> dict
+    eval_keys: tuple = ("joints_BxJx2",)   # predict's joint decodings evaluated on the test split
 
 
 @functools.lru_cache(maxsize=None)
@@ -268,7 +276,8 @@ def _pose_init(model, input_shape: tuple, kwargs: tuple):
 
 @functools.lru_cache(maxsize=None)
 def nets(task: str, dataset: str, preset: str, head: str | None, lr: float,
-         deepprior: tuple = (None, False), precision: str = "float32") -> Nets:
+         deepprior: tuple = (None, False), precision: str = "float32",
+         mc_samples: int = 70) -> Nets:
     """Modules and jitted functions, cached so that methods, rounds and runs share compiles."""
     skeleton = data.spec(dataset).skeleton
     dtype = PRECISIONS[precision]
@@ -283,7 +292,24 @@ def nets(task: str, dataset: str, preset: str, head: str | None, lr: float,
             model, aux, k, p.input_size, tx, tx, pose_variables=v))
         init = lambda k: init_aux(k, pose_init(k))  # noqa: E731
         step = train.make_heatmap_train_step(model, aux, tx, tx, skeleton=skeleton)
-        return Nets(model, aux, init, step, train.make_heatmap_predict(model, aux))
+        predict = train.make_heatmap_predict(model, aux)
+        if head != "vl4pose_heatmap":
+            return Nets(model, aux, init, step, predict)
+
+        @jax.jit
+        def predict_refined(state, images):
+            """Also the integer argmax pose and VL4Pose's refined pose (Eq. 6: the most likely
+            configuration of up to REFINE_PEAKS local maxima per joint), both in cells."""
+            out = predict(state, images)
+            heat, links = out["heatmaps_BxHxWxJ"], out["link_params_BxLx2"]
+            out["argmax_BxJx2"] = heatmaps.argmax_xy(heat)
+            out["refined_BxJx2"] = likelihood.refine_pose(heat, links, skeleton,
+                                                          num_peaks=REFINE_PEAKS,
+                                                          exclude_border=False)
+            return out
+
+        return Nets(model, aux, init, step, predict_refined,
+                    ("joints_BxJx2", "argmax_BxJx2", "refined_BxJx2"))
     dropout, aleatoric = deepprior
     model = models.DeepPrior(num_joints=skeleton.num_joints, dropout=dropout, aleatoric=aleatoric,
                              dtype=dtype)
@@ -297,12 +323,18 @@ def nets(task: str, dataset: str, preset: str, head: str | None, lr: float,
     init = lambda k: init_aux(k, pose_init(k))  # noqa: E731
     step = train.make_regression_train_step(model, aux, tx, tx, skeleton=skeleton)
 
-    @jax.jit
-    def predict(state, depth):
-        out = model.apply({"params": state.params}, depth, mc=False)
-        return {"pose_BxJx3": out["pose_BxJx3"]}
+    if dropout is None:
+        @jax.jit
+        def predict(state, depth):
+            return model.apply({"params": state.params}, depth, mc=False)
+    else:  # Bayesian DeepPrior: the mean of the MC-dropout passes (CKE paper)
+        @jax.jit
+        def predict(state, depth):
+            mc = models.mc_predict(model, {"params": state.params}, depth, jax.random.key(0),
+                                   num_samples=mc_samples, chunk=10)
+            return {"pose_BxJx3": mc["mean_BxJx3"]}
 
-    return Nets(model, aux, init, step, predict)
+    return Nets(model, aux, init, step, predict, ("pose_BxJx3",))
 
 
 def nets_for(config: Config, method: str) -> Nets:
@@ -310,10 +342,16 @@ def nets_for(config: Config, method: str) -> Nets:
     head = acquisition.get(method).aux_head(task)
     lr = config.lr if config.lr is not None else (
         train.HOURGLASS_LR if task == "heatmap" else train.DEEPPRIOR_LR)
-    deepprior = (None, False)
-    if task == "regression":
-        deepprior = ("A" if method in ("mc_dropout", "cke") else None, method == "aleatoric")
-    return nets(task, config.dataset, config.preset, head, float(lr), deepprior, config.precision)
+    deepprior, mc_samples = (None, False), 70
+    if task == "regression" and method in BAYESIAN:
+        # Bayesian DeepPrior (CKE paper): dropout after the convolutions, the aleatoric head
+        # with the Eq. 2 loss, evaluated as the mean of the T MC passes of the method.
+        deepprior = ("A", True)
+        mc_samples = int(config.method_options.get(method, {}).get("num_samples", 70))
+    elif task == "regression":
+        deepprior = (None, method == "aleatoric")
+    return nets(task, config.dataset, config.preset, head, float(lr), deepprior, config.precision,
+                mc_samples)
 
 
 # --------------------------------------------------------------------------- one round's work
@@ -391,78 +429,225 @@ def _shard_by_process():
     return gp.ShardByJaxProcess(drop_remainder=False)
 
 
-def _predict(n: Nets, state, inputs, key: str, mesh) -> np.ndarray:
-    """`n.predict(state, inputs)[key]`, the batch split over this process's devices (`state`
-    replicated on `mesh`); the batch is padded to a multiple of the device count."""
+def _predict(n: Nets, state, inputs, mesh) -> dict:
+    """The joint decodings of `n.predict(state, inputs)` ({key: array} for `n.eval_keys`), the
+    batch split over this process's devices (`state` replicated on `mesh`); the batch is padded
+    to a multiple of the device count."""
     count = inputs.shape[0]
     pad = -count % parallel.num_devices(mesh)
     if pad:
         inputs = np.concatenate([inputs, np.repeat(inputs[-1:], pad, 0)])
-    out = n.predict(state, parallel.shard_batch({"x": inputs}, mesh)["x"])[key]
-    return np.asarray(out)[:count]
+    out = n.predict(state, parallel.shard_batch({"x": inputs}, mesh)["x"])
+    return {k: np.asarray(out[k])[:count] for k in n.eval_keys}
 
 
-def evaluate(config: Config, d: Data, n: Nets, state) -> dict:
-    """Test-split metrics: {'metrics': {name: value}, 'per_joint': {name: [J values]}}. Every
-    process evaluates the whole test split on its own devices."""
+@dataclasses.dataclass
+class TestPredictions:
+    """Predictions on the test split, aligned per image: `pred`, `gt` (B, J, D), `visible`
+    (B, J), `normalizer` (B,) (heatmap task; None otherwise), `ood` (B,) kind codes,
+    `index` (B,) test record indices, and `extra` {name: (B, J, D)} further decodings."""
+    pred: np.ndarray
+    gt: np.ndarray
+    visible: np.ndarray
+    normalizer: np.ndarray | None
+    ood: np.ndarray
+    index: np.ndarray
+    extra: dict
+
+
+def predict_test(config: Config, d: Data, n: Nets, state) -> TestPredictions:
+    """Predict the whole test split (every process on its own devices): heatmap joints in
+    heatmap cells, hand joints in mm; `extra` holds `n.predict`'s other joint decodings
+    (e.g. VL4Pose's refined pose, key `refined_BxJx2`)."""
     sp = data.spec(config.dataset)
     mesh = parallel.data_mesh()
     state = parallel.replicate(state, mesh)
     loader = data.make_loader(d.test, batch_size=config.batch_size, train=False,
-                              num_workers=config.num_workers,
-                              image_size=d.image_size)
-    preds, gts, vis, extra = [], [], [], []
+                              num_workers=config.num_workers, image_size=d.image_size)
+    parts = collections.defaultdict(list)
     for batch in loader:
         if config.task == "heatmap":
-            preds.append(_predict(n, state, batch["image"], "joints_BxJx2", mesh))
-            extra.append(batch["normalizer"])
+            out = _predict(n, state, batch["image"], mesh)
+            parts["pred"].append(out.pop("joints_BxJx2"))
+            parts["normalizer"].append(batch["normalizer"])
+            for k, v in out.items():
+                parts["extra:" + k].append(v)
         else:
-            out = _predict(n, state, batch["depth"], "pose_BxJx3", mesh)
+            out = _predict(n, state, batch["depth"], mesh)
             to_mm = functools.partial(data.normalised_uvd_to_xyz_mm,
                                       center_uvd_Bx3=batch["center_uvd"],
                                       cube_mm_B=batch["cube_mm"], intrinsics=sp.intrinsics)
-            preds.append(np.asarray(to_mm(out)))
+            parts["pred"].append(np.asarray(to_mm(out["pose_BxJx3"])))
             batch = dict(batch, joints=np.asarray(to_mm(batch["joints"])))
-        gts.append(batch["joints"])
-        vis.append(batch["visible"])
-    pred, gt, visible = (np.concatenate(x) for x in (preds, gts, vis))
+        parts["gt"].append(batch["joints"])
+        parts["visible"].append(batch["visible"])
+        parts["ood"].append(batch["ood"])
+        parts["index"].append(batch["index"])
+    cat = {k: np.concatenate(v) for k, v in parts.items()}
+    return TestPredictions(cat["pred"], cat["gt"], cat["visible"], cat.get("normalizer"),
+                           cat["ood"], cat["index"],
+                           {k[6:]: v for k, v in cat.items() if k.startswith("extra:")})
+
+
+def metric_name(config: Config) -> str:
+    if config.task != "heatmap":
+        return "mean_error_mm"
+    return "pckh@0.5" if data.spec(config.dataset).metric == "pckh" else "pck@0.2"
+
+
+def _accuracy(config: Config, p: TestPredictions, pred=None, rows=None):
+    """(mean, per-joint, per-image error) of `pred` (default `p.pred`) on the `rows` mask.
+    Per-image error: the mean normalised joint distance (heatmap task) or mm (hands) over the
+    image's valid joints (NaN when none)."""
+    pred = p.pred if pred is None else pred
+    rows = np.ones(len(p.pred), bool) if rows is None else rows
+    gt, vis = p.gt[rows], p.visible[rows]
     if config.task == "heatmap":
-        thr, name = (0.5, "pckh@0.5") if sp.metric == "pckh" else (0.2, "pck@0.2")
-        r = metrics.pck(pred, gt, visible, np.concatenate(extra), threshold=thr)
+        thr = 0.5 if metric_name(config).startswith("pckh") else 0.2
+        r = metrics.pck(pred[rows], gt, vis, p.normalizer[rows], threshold=thr)
+        dist = np.asarray(metrics.normalized_distances(pred[rows], gt, p.normalizer[rows]))
         mean, per_joint = 100 * float(r.mean), 100 * np.asarray(r.per_joint)
     else:
-        name = "mean_error_mm"
-        r = metrics.mean_joint_error(pred, gt, visible)
+        r = metrics.mean_joint_error(pred[rows], gt, vis)
+        dist = np.linalg.norm(pred[rows] - gt, axis=-1)
         mean, per_joint = float(r.mean), np.asarray(r.per_joint)
-    return {"metrics": {name: round(mean, 6)},
-            "per_joint": {name: [round(float(v), 6) for v in per_joint]}}
+    valid = np.asarray(vis) > 0
+    with np.errstate(invalid="ignore"):
+        per_image = np.where(valid, dist, 0).sum(-1) / valid.sum(-1)
+    return mean, per_joint, per_image
+
+
+def evaluate(config: Config, d: Data, n: Nets, state, p: TestPredictions | None = None) -> dict:
+    """Test-split metrics: {'metrics': {name: value}, 'per_joint': {name: [J values]}}, plus,
+    when the test split has OOD examples, 'metrics_by_kind' {kind: {name: value}} (kinds:
+    'in_distribution' and each OOD kind present), and, when `n.predict` gives VL4Pose's
+    refined pose, 'refine' {'argmax': value, 'refined': value}."""
+    p = predict_test(config, d, n, state) if p is None else p
+    name = metric_name(config)
+    mean, per_joint, _ = _accuracy(config, p)
+    out = {"metrics": {name: round(mean, 6)},
+           "per_joint": {name: [round(float(v), 6) for v in per_joint]}}
+    if p.ood.any():
+        kinds = {"in_distribution": p.ood == 0}
+        kinds.update({k: p.ood == code for code, k in enumerate(data.OOD_KINDS)
+                      if code > 0 and (p.ood == code).any()})
+        out["metrics_by_kind"] = {k: {name: round(_accuracy(config, p, rows=m)[0], 6)}
+                                  for k, m in kinds.items()}
+    if "refined_BxJx2" in p.extra:
+        out["refine"] = {"argmax": round(mean, 6),
+                         "refined": round(_accuracy(config, p, pred=p.extra["refined_BxJx2"])[0],
+                                          6)}
+    return out
+
+
+def pre_subset_pool(config: Config, d: Data, pool_N: np.ndarray, rnd: int) -> np.ndarray:
+    """The round's candidates: the whole pool, or with `config.pre_subset` a random subset of
+    it (a count, or a fraction of the pool; at least the budget). One random priority per
+    record is drawn per (seed, round), independent of the method, and the candidates are the
+    unlabelled records of highest priority: methods of one seed and round score the same
+    records wherever their labelled sets agree (paired comparisons)."""
+    if config.pre_subset is None:
+        return pool_N
+    n = len(pool_N)
+    size = config.pre_subset
+    count = int(round(size * n)) if isinstance(size, float) else int(size)
+    count = min(n, max(count, min(config.budget, n)))
+    priority = np.random.default_rng([config.seed, rnd, 13]).random(len(d.source))
+    return np.sort(pool_N[np.argsort(-priority[pool_N], kind="stable")[:count]])
+
+
+def _by_kind(values_N: np.ndarray, ood_N: np.ndarray, fn) -> dict:
+    """{kind: fn(values of in-distribution records, values of that kind)} for every OOD kind
+    present, plus 'pooled' (every OOD kind together)."""
+    out = {}
+    ind = values_N[ood_N == 0]
+    for code, kind in enumerate(data.OOD_KINDS):
+        if code > 0 and (ood_N == code).any():
+            out[kind] = fn(ind, values_N[ood_N == code])
+    if len(out) > 1:
+        out["pooled"] = fn(ind, values_N[ood_N > 0])
+    return out
+
+
+def _auroc(negatives, positives) -> float:
+    if not len(negatives) or not len(positives):
+        return float("nan")
+    scores = np.concatenate([negatives, positives])
+    labels = np.concatenate([np.zeros(len(negatives), bool), np.ones(len(positives), bool)])
+    return round(float(metrics.auroc(scores, labels)), 6)
+
+
+def _context(config: Config, d: Data, n: Nets, state, method: str, source, labelled_N, pool_N,
+             rnd: int, budget: int):
+    return acquisition.Context(
+        task=config.task, model=n.model, state=state, aux=n.aux,
+        batches=acquisition.loader_batches(source, config.batch_size, image_size=d.image_size,
+                                           num_workers=config.num_workers),
+        labelled=labelled_N, pool=pool_N, budget=budget,
+        key=round_key(config.seed, rnd, "acquire", method),
+        skeleton=data.spec(config.dataset).skeleton, progress=config.progress)
 
 
 def acquire(config: Config, d: Data, n: Nets, state, method: str, labelled_N, rnd: int):
-    """(selected record indices, OOD statistics) for one round."""
+    """(selection, statistics) for one round. Statistics: `num_scored` (candidates), the
+    share of the selection of each OOD kind (`ood_selected_fraction`, `ood_selected_by_kind`)
+    and, for methods that score records, the AUROC of the scores separating each OOD kind of
+    the candidates from the in-distribution ones (`ood_auroc`, pooled, and
+    `ood_auroc_by_kind`)."""
     is_labelled = np.zeros(len(d.source), bool)
     is_labelled[labelled_N] = True
     pool_N = np.flatnonzero(~is_labelled)
-    pool_N = pool_N[pool_N >= d.pool_start]
-    ctx = acquisition.Context(
-        task=config.task, model=n.model, state=state, aux=n.aux,
-        batches=acquisition.loader_batches(d.source, config.batch_size, image_size=d.image_size,
-                                           num_workers=config.num_workers),
-        labelled=labelled_N, pool=pool_N, budget=config.budget,
-        key=round_key(config.seed, rnd, "acquire", method),
-        skeleton=data.spec(config.dataset).skeleton, progress=config.progress)
-    sel = acquisition.select(method, ctx, pre_subset=config.pre_subset,
-                             **config.method_options.get(method, {}))
-    stats = {"ood_selected_fraction": float(np.mean(d.ood_N[sel.indices] > 0))}
+    pool_N = pre_subset_pool(config, d, pool_N[pool_N >= d.pool_start], rnd)
+    ctx = _context(config, d, n, state, method, d.source, labelled_N, pool_N, rnd, config.budget)
+    sel = acquisition.select(method, ctx, **config.method_options.get(method, {}))
+    ood_sel = d.ood_N[sel.indices]
+    stats = {"num_scored": int(len(pool_N)),
+             "ood_selected_fraction": float(np.mean(ood_sel > 0))}
+    if d.ood_N.any():
+        stats["ood_selected_by_kind"] = {
+            kind: round(float(np.mean(ood_sel == code)), 6)
+            for code, kind in enumerate(data.OOD_KINDS) if code > 0}
     if sel.scores is not None and sel.scored_indices is not None and d.ood_N.any():
         # A diagnostic: with several processes, ranked methods hold only their own scores.
         scored, scores = parallel.gather_rows(np.asarray(sel.scored_indices, np.int64),
                                               np.asarray(sel.scores, np.float64))
         scored, first = np.unique(scored, return_index=True)  # geometric methods: all alike
-        is_ood = d.ood_N[scored] > 0
-        if 0 < is_ood.sum() < len(is_ood):
-            stats["ood_auroc"] = float(metrics.auroc(scores[first], is_ood))
+        by_kind = _by_kind(scores[first], d.ood_N[scored], _auroc)
+        if by_kind:
+            stats["ood_auroc_by_kind"] = by_kind
+            stats["ood_auroc"] = by_kind.get("pooled", next(iter(by_kind.values())))
     return sel, stats
+
+
+# Methods whose scores are a function of the record alone (no labelled set, no pool
+# geometry): they can also score the test split, where the diagnostics compare scores with
+# the per-image error.
+RECORD_SCORERS = ("vl4pose", "aleatoric", "learning_loss", "multipeak_entropy", "mc_dropout")
+
+
+def test_score_diagnostics(config: Config, d: Data, n: Nets, state, method: str,
+                           p: TestPredictions, rnd: int) -> dict:
+    """For a method in `RECORD_SCORERS`: its scores on the test split against the per-image
+    error (`test_spearman`: Spearman correlation, positive when high scores go with large
+    errors, i.e. the score predicts failure) and against the OOD kinds
+    (`test_auroc_by_kind`). Empty for other methods."""
+    if method not in RECORD_SCORERS or len(p.index) < 3:
+        return {}
+    from scipy import stats as st  # pylint: disable=import-outside-toplevel
+    test_N = np.arange(len(d.test))
+    ctx = _context(config, d, n, state, method, d.test, np.zeros(0, np.int64), test_N, rnd, 1)
+    sel = acquisition.select(method, ctx, **config.method_options.get(method, {}))
+    scored, scores = parallel.gather_rows(np.asarray(sel.scored_indices, np.int64),
+                                          np.asarray(sel.scores, np.float64))
+    score_of = dict(zip(scored.tolist(), scores.tolist()))
+    scores_B = np.asarray([score_of[int(i)] for i in p.index])
+    error_B = _accuracy(config, p)[2]
+    ok = np.isfinite(error_B) & np.isfinite(scores_B)
+    out = {"test_spearman": round(float(st.spearmanr(scores_B[ok], error_B[ok]).statistic), 6)}
+    by_kind = _by_kind(scores_B, p.ood, _auroc)
+    if by_kind:
+        out["test_auroc_by_kind"] = by_kind
+    return out
 
 
 # ------------------------------------------------------------------------------ checkpoints
@@ -627,7 +812,7 @@ def _run_one(config: Config, d: Data, method: str, workdir: pathlib.Path, rows_b
         desc = f"{method} s{config.seed} r{rnd}"
         if rnd > 0 and config.retrain == "scratch":
             state = parallel.replicate(n.init(round_key(config.seed, rnd, "init")), mesh)
-        epochs = config.epochs if rnd == 0 else config.cycle_epochs
+        epochs = config.epochs if rnd == 0 or config.retrain == "scratch" else config.cycle_epochs
         resume = {}
         mid_last = mid.latest_step()
         if mid_last is not None and mid_last // _MID == rnd:
@@ -652,8 +837,11 @@ def _run_one(config: Config, d: Data, method: str, workdir: pathlib.Path, rows_b
         state = train_round(config, d, n, state, labelled_N, epochs, rnd, desc,
                             checkpoint=checkpoint, **resume)
         seconds_train = time.perf_counter() - t0
+        predictions = predict_test(config, d, n, state)
         row = {"method": method, "seed": config.seed, "round": rnd,
-               "num_labelled": int(len(labelled_N)), **evaluate(config, d, n, state),
+               "num_labelled": int(len(labelled_N)),
+               **evaluate(config, d, n, state, predictions),
+               **test_score_diagnostics(config, d, n, state, method, predictions, rnd),
                "selected_ids": [], "seconds_train": round(seconds_train, 3), "seconds_score": 0.0}
         sel, examples = None, None
         if rnd < config.rounds:
@@ -674,6 +862,7 @@ def _run_one(config: Config, d: Data, method: str, workdir: pathlib.Path, rows_b
         name, value = next(iter(row["metrics"].items()))
         log(f"[{method} seed {config.seed}] round {rnd}: {row['num_labelled']} labelled, "
             f"{name} {value:.2f}, train {seconds_train:.1f}s, score {row['seconds_score']:.1f}s"
+            + (f", {row['num_scored']} scored" if "num_scored" in row else "")
             + (f", OOD AUROC {row['ood_auroc']:.3f}" if "ood_auroc" in row else ""))
         if on_round is not None:
             on_round(row, {"selection": sel, "examples": examples})

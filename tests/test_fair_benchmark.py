@@ -1,0 +1,140 @@
+"""The simulator as a fair instrument: methods of one (seed, round) score the same candidates,
+from-scratch rounds train equally long, Bayesian DeepPrior is evaluated as the mean of its MC
+passes, and every round records per-kind accuracy, OOD AUROC per kind, the selections' OOD
+shares, score/error Spearman on the test split and VL4Pose's refinement."""
+import dataclasses
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from vl4pose_jax import metrics, models, simulate
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("fair_data"))
+
+
+def config(data_dir, **kw):
+    base = dict(dataset="synthetic_human", methods=("random",), preset="micro",
+                data_config="tiny", data_dir=data_dir, init_size=16, budget=4, rounds=1,
+                epochs=1, cycle_epochs=1, batch_size=8, progress=False)
+    return simulate.Config(**{**base, **kw})
+
+
+def test_pre_subset_is_paired_across_methods(data_dir):
+    """One random priority per record per (seed, round): every method scores the same
+    candidates; labelled records drop out without reshuffling the others."""
+    cfg = config(data_dir, pre_subset=10)
+    d = simulate.validate(cfg)
+    pool = np.arange(d.pool_start, len(d.source))
+    a = simulate.pre_subset_pool(cfg, d, pool, 1)
+    assert len(a) == 10 and np.all(np.isin(a, pool))
+    assert np.array_equal(a, simulate.pre_subset_pool(cfg, d, pool, 1))
+    assert not np.array_equal(a, simulate.pre_subset_pool(cfg, d, pool, 2))
+    # a labelled set differing by one candidate keeps the other nine
+    b = simulate.pre_subset_pool(cfg, d, np.setdiff1d(pool, a[:1]), 1)
+    assert len(np.intersect1d(a, b)) == 9
+    # and the methods really score those candidates
+    labelled = simulate.initial_labelled(cfg, d)
+    scored = {}
+    for method in ("learning_loss", "multipeak_entropy"):
+        n = simulate.nets_for(cfg, method)
+        state = n.init(simulate.round_key(cfg.seed, 0, "init"))
+        sel, stats_ = simulate.acquire(cfg, d, n, state, method, labelled, 0)
+        scored[method] = np.sort(sel.scored_indices)
+        assert stats_["num_scored"] == 10
+    assert np.array_equal(scored["learning_loss"], scored["multipeak_entropy"])
+    assert np.array_equal(scored["learning_loss"],
+                          simulate.pre_subset_pool(cfg, d, pool[~np.isin(pool, labelled)], 0))
+
+
+def test_scratch_rounds_train_equally_long(data_dir, tmp_path, monkeypatch):
+    epochs_seen = []
+    real = simulate.train_round
+
+    def spy(config, d, n, state, labelled_N, epochs, *args, **kwargs):
+        epochs_seen.append(epochs)
+        return real(config, d, n, state, labelled_N, epochs, *args, **kwargs)
+
+    monkeypatch.setattr(simulate, "train_round", spy)
+    simulate.run(config(data_dir, retrain="scratch", epochs=2, cycle_epochs=1, rounds=2),
+                 tmp_path / "scratch", log=lambda *_: None)
+    assert epochs_seen == [2, 2, 2]
+    epochs_seen.clear()
+    simulate.run(config(data_dir, retrain="finetune", epochs=2, cycle_epochs=1, rounds=2),
+                 tmp_path / "finetune", log=lambda *_: None)
+    assert epochs_seen == [2, 1, 1]
+
+
+def test_bayesian_deepprior_is_evaluated_as_its_mc_mean(data_dir):
+    cfg = config(data_dir, dataset="synthetic_hand", methods=("mc_dropout",),
+                 retrain="scratch", method_options={"mc_dropout": {"num_samples": 3}})
+    d = simulate.validate(cfg)
+    n = simulate.nets_for(cfg, "mc_dropout")
+    assert n.model.dropout == "A" and n.model.aleatoric   # the CKE paper's Bayesian model
+    state = n.init(simulate.round_key(0, 0, "init"))
+    p = simulate.predict_test(cfg, d, n, state)
+    # the first evaluation batch (each batch draws its dropout masks from the same key)
+    batch = next(iter(simulate.data.make_loader(d.test, batch_size=cfg.batch_size, train=False,
+                                                image_size=d.image_size)))
+    mc = models.mc_predict(n.model, {"params": state.params}, batch["depth"],
+                           simulate.jax.random.key(0), num_samples=3)
+    single = n.model.apply({"params": state.params}, batch["depth"], mc=False)["pose_BxJx3"]
+    to_mm = lambda uvd: np.asarray(simulate.data.normalised_uvd_to_xyz_mm(  # noqa: E731
+        uvd, center_uvd_Bx3=batch["center_uvd"], cube_mm_B=batch["cube_mm"],
+        intrinsics=d.test.spec.intrinsics))
+    first = p.pred[:cfg.batch_size]
+    np.testing.assert_allclose(first, to_mm(mc["mean_BxJx3"]), atol=1e-3)
+    assert np.abs(first - to_mm(single)).max() > 1e-2
+    plain = simulate.nets_for(dataclasses.replace(cfg, methods=("random",)), "random")
+    assert plain.model.dropout is None and not plain.model.aleatoric
+
+
+def test_rounds_record_per_kind_diagnostics(data_dir, tmp_path):
+    cfg = config(data_dir, methods=("vl4pose", "random"))
+    rows = simulate.run(cfg, tmp_path, log=lambda *_: None)
+    d = simulate.validate(cfg)
+    test_kinds = {simulate.data.OOD_KINDS[k] for k in
+                  simulate._read_field(d.test, "ood")}  # pylint: disable=protected-access
+    for r in rows:
+        by_kind = r["metrics_by_kind"]
+        assert set(by_kind) == {"in_distribution"} | (test_kinds - {"none"})
+        assert all(0 <= v["pck@0.2"] <= 100 for v in by_kind.values())
+    vl4pose = [r for r in rows if r["method"] == "vl4pose"]
+    first = vl4pose[0]
+    assert first["num_scored"] == 32
+    assert set(first["ood_auroc_by_kind"]) == {"rare_pose", "appearance", "pooled"}
+    assert first["ood_auroc"] == first["ood_auroc_by_kind"]["pooled"]
+    assert sum(first["ood_selected_by_kind"].values()) == pytest.approx(
+        first["ood_selected_fraction"])
+    assert -1 <= first["test_spearman"] <= 1 and "test_auroc_by_kind" in first
+    assert set(first["refine"]) == {"argmax", "refined"}
+    random_rows = [r for r in rows if r["method"] == "random"]
+    assert "test_spearman" not in random_rows[0] and "refine" not in random_rows[0]
+    assert "ood_selected_by_kind" in random_rows[0]
+
+
+def test_per_kind_accuracy_and_per_image_error_by_hand():
+    """`_accuracy` on hand-made predictions: per-kind PCK, and the per-image error is the mean
+    normalised distance over valid joints."""
+    cfg = config("unused")
+    gt = np.zeros((3, 2, 2), np.float32)
+    pred = np.array([[[1, 0], [0, 3]], [[0, 0], [0, 0]], [[4, 0], [0, 0]]], np.float32)
+    visible = np.array([[1, 1], [1, 0], [1, 1]], np.float32)
+    p = simulate.TestPredictions(pred, gt, visible, np.full(3, 10.0, np.float32),
+                                 np.array([0, 1, 0]), np.arange(3), {})
+    mean, _, per_image = simulate._accuracy(cfg, p)  # pylint: disable=protected-access
+    assert mean == pytest.approx(100 * 3 / 5)          # 0.1 ok, 0.3 no, 0 ok, 0.4 no, 0 ok
+    np.testing.assert_allclose(per_image, [0.2, 0.0, 0.2])
+    ind, _, _ = simulate._accuracy(cfg, p, rows=p.ood == 0)  # pylint: disable=protected-access
+    assert ind == pytest.approx(100 * 2 / 4)
+    # AUROC per kind against metrics.auroc, Spearman against scipy
+    scores, ood = np.array([0.1, 0.9, 0.4, 0.8, 0.3]), np.array([0, 1, 0, 2, 1])
+    by_kind = simulate._by_kind(scores, ood, simulate._auroc)  # pylint: disable=protected-access
+    assert by_kind["rare_pose"] == pytest.approx(0.75)  # 0.9 > 0.1, 0.4; 0.3 > 0.1 only
+    assert by_kind["appearance"] == 1.0
+    assert by_kind["pooled"] == pytest.approx(metrics.auroc(
+        np.array([0.1, 0.4, 0.9, 0.8, 0.3]), np.array([0, 0, 1, 1, 1], bool)))
+    assert stats.spearmanr([1, 2, 3], [1, 3, 2]).statistic == pytest.approx(0.5)
