@@ -600,23 +600,45 @@ def _pyplot():
     return plt
 
 
+def _draw_pose(ax, image_SxSxC, joints_Jx2, links, colour):
+    if image_SxSxC.shape[-1] == 1:
+        ax.imshow(image_SxSxC[..., 0], cmap="gray")
+    else:
+        ax.imshow(np.clip(image_SxSxC, 0, 1))
+    for parent, child in links:
+        ax.plot(joints_Jx2[[parent, child], 0], joints_Jx2[[parent, child], 1], "-",
+                color=colour, linewidth=1)
+    ax.plot(joints_Jx2[:, 0], joints_Jx2[:, 1], "o", color="red", markersize=2)
+
+
 def plot_gallery(examples, title, path, columns: int = 4):
-    """The selected inputs with their predicted skeletons (`simulate.selected_examples`)."""
+    """The selected inputs with their predicted skeletons (`simulate.selected_examples`).
+    With `gt_NxJx2` each example shows the ground truth (cyan) beside the prediction (lime);
+    with `ood_N` (kind names) each is titled with its kind, OOD kinds in red."""
     plt = _pyplot()
     images, joints = np.asarray(examples["image_NxSxSxC"]), np.asarray(examples["joints_NxJx2"])
+    truth = examples.get("gt_NxJx2")
+    kinds = examples.get("ood_N")
+    per = 1 if truth is None else 2
     rows = -(-len(images) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(2 * columns, 2 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, columns * per, figsize=(2 * columns * per, 2.2 * rows),
+                             squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
-    for ax, image_SxSxC, joints_Jx2 in zip(axes.ravel(), images, joints):
-        if image_SxSxC.shape[-1] == 1:
-            ax.imshow(image_SxSxC[..., 0], cmap="gray")
-        else:
-            ax.imshow(np.clip(image_SxSxC, 0, 1))
-        for parent, child in examples["links"]:
-            ax.plot(joints_Jx2[[parent, child], 0], joints_Jx2[[parent, child], 1], "-",
-                    color="lime", linewidth=1)
-        ax.plot(joints_Jx2[:, 0], joints_Jx2[:, 1], "o", color="red", markersize=2)
+    cells = axes.reshape(rows * columns, per)
+    for i, (image_SxSxC, joints_Jx2) in enumerate(zip(images, joints)):
+        if truth is not None:
+            _draw_pose(cells[i, 0], image_SxSxC, np.asarray(truth[i]), examples["links"], "cyan")
+            cells[i, 0].set_title("truth", fontsize=7)
+        _draw_pose(cells[i, -1], image_SxSxC, joints_Jx2, examples["links"], "lime")
+        label = "predicted"
+        if kinds is not None:
+            kind = str(kinds[i])
+            label += f" · {'in-dist.' if kind == 'none' else kind}"
+            cells[i, -1].set_title(label, fontsize=7,
+                                   color="black" if kind == "none" else "red")
+        elif truth is not None:
+            cells[i, -1].set_title(label, fontsize=7)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from experiments import report
 from vl4pose_jax import metrics, models, simulate
 
 
@@ -94,7 +95,9 @@ def test_bayesian_deepprior_is_evaluated_as_its_mc_mean(data_dir):
 
 def test_rounds_record_per_kind_diagnostics(data_dir, tmp_path):
     cfg = config(data_dir, methods=("vl4pose", "random"))
-    rows = simulate.run(cfg, tmp_path, log=lambda *_: None)
+    rows = simulate.run(cfg, tmp_path, log=lambda *_: None,
+                        on_round=report.round_plotter(tmp_path))
+    assert (tmp_path / "plots" / "vl4pose_seed0_round0_gallery.png").stat().st_size > 0
     d = simulate.validate(cfg)
     test_kinds = {simulate.data.OOD_KINDS[k] for k in
                   simulate._read_field(d.test, "ood")}  # pylint: disable=protected-access

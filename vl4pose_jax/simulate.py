@@ -748,8 +748,9 @@ def _write_results(workdir: pathlib.Path, rows_by_run: dict):
 # ------------------------------------------------------------------------------------ driver
 
 def selected_examples(config: Config, d: Data, n: Nets, state, indices_N, limit: int = 16):
-    """Inputs and predicted 2-D joints of up to `limit` selected records, for galleries:
-    {'image_NxSxSxC', 'joints_NxJx2' (input pixels, x y), 'links'}."""
+    """Inputs, predicted and true 2-D joints of up to `limit` selected records, for galleries:
+    {'image_NxSxSxC', 'joints_NxJx2', 'gt_NxJx2' (input pixels, x y; NaN where not labelled),
+    'ood_N' (OOD kind names), 'links'}."""
     indices_N = np.asarray(indices_N, np.int64)[:limit]
     if len(indices_N) == 0:
         return None
@@ -757,13 +758,16 @@ def selected_examples(config: Config, d: Data, n: Nets, state, indices_N, limit:
                                        indices=indices_N, image_size=d.image_size)))
     state = parallel.replicate(state, None)
     if config.task == "heatmap":
-        cells = np.asarray(n.predict(state, batch["image"])["joints_BxJx2"])
         stride = d.image_size / HUMAN_PRESETS[config.preset].heatmap_size
-        return {"image_NxSxSxC": batch["image"], "joints_NxJx2": (cells + 0.5) * stride - 0.5,
-                "links": data.spec(config.dataset).skeleton.links}
-    uvd = np.asarray(n.predict(state, batch["depth"])["pose_BxJx3"])
-    return {"image_NxSxSxC": batch["depth"], "links": data.spec(config.dataset).skeleton.links,
-            "joints_NxJx2": (uvd[..., :2] + 1.0) * 0.5 * d.image_size - 0.5}
+        to_px = lambda cells: (np.asarray(cells) + 0.5) * stride - 0.5  # noqa: E731
+        image, pred = batch["image"], n.predict(state, batch["image"])["joints_BxJx2"]
+    else:
+        to_px = lambda uvd: (np.asarray(uvd)[..., :2] + 1.0) * 0.5 * d.image_size - 0.5  # noqa
+        image, pred = batch["depth"], n.predict(state, batch["depth"])["pose_BxJx3"]
+    truth = np.where(np.asarray(batch["visible"])[..., None] > 0, to_px(batch["joints"]), np.nan)
+    return {"image_NxSxSxC": image, "joints_NxJx2": to_px(pred), "gt_NxJx2": truth,
+            "ood_N": [data.OOD_KINDS[int(k)] for k in d.ood_N[indices_N]],
+            "links": data.spec(config.dataset).skeleton.links}
 
 
 def run(config: Config, workdir, *, data_: Data | None = None, log=print,
