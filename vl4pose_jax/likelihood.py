@@ -128,8 +128,9 @@ def heatmap_nll(link_params_BxLx2, joints_BxJx2, visible_BxJ, skeleton: Skeleton
 
     Args:
       link_params_BxLx2: (..., L, 2) [mean length mu in heatmap cells, log-variance s].
-      joints_BxJx2: (..., J, 2) joint positions in heatmap cells (the reference uses the integer
-        argmax of the ground-truth heatmaps, `heatmaps.argmax_xy`). Non-finite = not visible.
+      joints_BxJx2: (..., J, 2) joint positions in heatmap cells: the integer argmax of the
+        ground-truth heatmaps (`train.vl4pose_heatmap_targets`, as the reference), the grid of
+        the peaks `score_heatmaps` measures. Non-finite = not visible.
       visible_BxJ: (..., J) mask; a link counts when both its joints are visible.
     """
     params = jnp.asarray(link_params_BxLx2, jnp.float32)
