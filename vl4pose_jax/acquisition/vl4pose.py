@@ -8,20 +8,20 @@ equal sum_links log N(bone length; mu, e^s)); the other modes of `likelihood.sco
 and more peaks are options. `min_distance` and an int `exclude_border` are cells of the paper's
 64x64 heatmaps (`reference_size=64`), scaled to the model's heatmaps (8 is 2 cells on 16x16
 maps, 4 on 32x32; `heatmaps.peak_spacing`); `reference_size=None` takes them as cells of the
-actual maps. Hands (regression task): `likelihood.score_regression` of DeepPrior's deterministic pose
-(or the MC mean with `mc_samples` > 0) under the `vl4pose_regression` head's per-link offset
-Gaussians. The lowest log-likelihoods are selected; `scores` are the negated log-likelihoods
+actual maps. Hands (regression task): `likelihood.score_regression` of DeepPrior's
+deterministic pose (or the MC mean with `mc_samples` > 0) under the `vl4pose_regression` head's
+per-link offset Gaussians. The lowest log-likelihoods are selected; `scores` are the negated log-likelihoods
 (higher = more informative), computed per batch on device.
 """
 import numpy as np
 
-from vl4pose_jax import likelihood
-from vl4pose_jax.heatmaps import REFERENCE_MAP_SIZE as REFERENCE_SIZE
+from vl4pose_jax import heatmaps, likelihood
 from vl4pose_jax.acquisition import common
 from vl4pose_jax.acquisition.common import Context, Selection
 
 TASKS = ("heatmap", "regression")
 REQUIRES_AUX = {"heatmap": "vl4pose_heatmap", "regression": "vl4pose_regression"}
+REFERENCE_SIZE = heatmaps.REFERENCE_MAP_SIZE
 
 
 def log_likelihoods(ctx: Context, indices, *, num_peaks: int = 1, min_distance: int = 8,
