@@ -10,8 +10,8 @@ and more peaks are options. `min_distance` and an int `exclude_border` are cells
 maps, 4 on 32x32; `heatmaps.peak_spacing`); `reference_size=None` takes them as cells of the
 actual maps. Hands (regression task): `likelihood.score_regression` of DeepPrior's
 deterministic pose (or the MC mean with `mc_samples` > 0) under the `vl4pose_regression` head's
-per-link offset Gaussians. The lowest log-likelihoods are selected; `scores` are the negated log-likelihoods
-(higher = more informative), computed per batch on device.
+per-link offset Gaussians. The lowest log-likelihoods are selected; `scores` are the negated
+log-likelihoods (higher = more informative), computed per batch on device.
 """
 import numpy as np
 
