@@ -4,8 +4,8 @@ Scores pools of 10k, 100k and 1M procedural images with `acquisition.select('vl4
 each size in a fresh subprocess (so peaks never mix), plus a baseline subprocess that only
 imports, initialises and compiles (a warm-up pool of 4 batches). The network is a micro stacked hourglass
 (1 stack, 16 channels, depth 1, 32-px input, 8x8 heatmaps) with `AuxNet('vl4pose_heatmap')`,
-random weights; `min_distance=2` suits the 8x8 heatmaps. `ctx.batches` renders every batch
-from its record indices (a few Gaussian blobs at index-derived positions, cheap numpy), so no
+random weights; `min_distance=2` (cells: `reference_size=None`) suits the 8x8 heatmaps.
+`ctx.batches` renders every batch from its record indices (a few Gaussian blobs at index-derived positions, cheap numpy), so no
 pool-sized image array ever exists: what grows with the pool is the scoring code's own.
 
 Prints one JSON object: per size the seconds and images/s of the timed `select`, the peak RSS
@@ -99,7 +99,7 @@ def child(size: int, batch: int) -> dict:
                                   pool=np.arange(pool_size, dtype=np.int64),
                                   budget=min(pool_size, 1000), key=jax.random.key(0),
                                   progress=False)
-        return acquisition.select("vl4pose", ctx, min_distance=2)
+        return acquisition.select("vl4pose", ctx, min_distance=2, reference_size=None)
 
     select(4 * batch)  # compile (every timed batch has this shape) and reach the steady state
     after_compile = peak_rss_mb()

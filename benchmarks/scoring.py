@@ -153,7 +153,7 @@ def measure(args) -> dict:
         heatmaps_BxHxWxJ, link_params_BxLx2 = forward(st, images)
         return likelihood.score_heatmaps(heatmaps_BxHxWxJ, link_params_BxLx2, skeleton,
                                          num_peaks=1, min_distance=8, exclude_border=True,
-                                         mode="reference")
+                                         reference_size=64, mode="reference")
 
     start = time.perf_counter()
     jax.block_until_ready(network_likelihood(state, images_BxSxSx3))

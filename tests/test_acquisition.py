@@ -11,7 +11,7 @@ import numpy as np
 import optax
 import pytest
 
-from vl4pose_jax import acquisition, likelihood, models, skeletons, train
+from vl4pose_jax import acquisition, heatmaps, likelihood, models, skeletons, train
 from vl4pose_jax.acquisition import common, egl, multipeak_entropy
 
 HUMAN = skeletons.lsp14
@@ -193,6 +193,92 @@ def test_aleatoric_scores_hand_computed():
     np.testing.assert_array_equal(sel.indices, 2 + np.argsort(-expected[2:], kind="stable")[:3])
 
 
+# Three bumps per joint at the same relative positions on maps of every size (issue 11).
+BUMPS_REL = np.array([[[0.25, 0.30], [0.70, 0.25], [0.45, 0.72]],
+                      [[0.30, 0.70], [0.72, 0.65], [0.50, 0.28]],
+                      [[0.20, 0.50], [0.55, 0.45], [0.80, 0.78]]])
+
+
+def bump_maps(size, amplitudes):
+    """(2, size, size, 3) maps, image b: joint j has Gaussian bumps (sigma 1.75 x size/16) of
+    heights `amplitudes[b, j]` at integer cells (their peak values) BUMPS_REL x (size - 1); also
+    returns those cells (2, 3, 3, 2) as (x, y)."""
+    amplitudes = np.asarray(amplitudes, np.float32)
+    maps = np.zeros((2, size, size, 3), np.float32)
+    cells = np.zeros((2, 3, 3, 2))
+    for b in range(2):
+        for j in range(3):
+            xy = np.round(np.roll(BUMPS_REL[j], b, axis=0) * (size - 1))
+            cells[b, j] = xy
+            one, _ = heatmaps.gaussian_targets(xy, np.ones(3), size, size,
+                                               sigma=heatmaps.DEFAULT_SIGMA * size / 16)
+            maps[b, ..., j] = np.max(np.asarray(one) / heatmaps.DEFAULT_PEAK
+                                     * amplitudes[b, j], axis=-1)
+    return maps, cells
+
+
+def echo_ctx(maps, aux=None, skeleton=None, budget=1):
+    state = train.TrainState(step=jnp.zeros(()), params={}, batch_stats={}, opt_state=(),
+                             rng=jax.random.key(0), aux_params={})
+    return acquisition.Context(task="heatmap", model=_EchoHourglass(), aux=aux, state=state,
+                               batches=acquisition.array_batches({"image": maps}, 2),
+                               labelled=[], pool=np.arange(len(maps)), budget=budget,
+                               key=jax.random.key(0), skeleton=skeleton, progress=False)
+
+
+def test_multipeak_entropy_scales_with_heatmap_size():
+    """min_distance 5 / border 5 are 64x64 cells: on 16x16 and 32x32 maps the three bumps of
+    every joint are found and the entropy equals the 64x64 value (it was ~0 on 16x16 maps)."""
+    amplitudes = np.broadcast_to(np.array([30.0, 20.0, 12.0]), (2, 3, 3))
+    p = np.array([30.0, 20.0, 12.0]) / 62.0
+    h_expected = 3 * -np.sum(p * np.log(p))   # three joints, three peaks each
+    for size in (16, 32, 64):
+        maps, _ = bump_maps(size, amplitudes)
+        sel = acquisition.select("multipeak_entropy", echo_ctx(maps))
+        np.testing.assert_allclose(sel.scores, [h_expected] * 2, rtol=1e-4, err_msg=str(size))
+
+
+class _EchoLinks(nn.Module):
+    """The VL4Pose head: fixed link Gaussians (mean 6 x size/16 cells, log-variance 1)."""
+    head: str = "vl4pose_heatmap"
+
+    @nn.compact
+    def __call__(self, features):
+        batch, size = features["hourglass"].shape[:2]
+        params = jnp.array([[6.0 * size / 16, 1.0], [4.0 * size / 16, 1.5]])
+        return {"link_params_BxLx2": jnp.broadcast_to(params, (batch, 2, 2))}
+
+
+def test_vl4pose_multi_peak_finds_interior_peaks_on_small_maps():
+    """num_peaks=3 with the default min_distance 8 (64x64 cells) on 16x16 and 32x32 maps: the
+    candidates are the three bumps of every joint, and the 'expected' score equals a float64
+    enumeration over them (E over independent draws y_j ~ softmax(peak values) of
+    sum_links log N(|y_c - y_p|; mu, e^s))."""
+    chain = skeletons.Skeleton(names=("a", "b", "c"), links=((0, 1), (1, 2)), name="chain3")
+    amplitudes = np.array([[[30.0, 29.5, 29.0], [30.0, 29.0, 28.5], [29.8, 29.6, 29.0]],
+                           [[30.0, 28.0, 27.0], [29.0, 30.0, 29.5], [30.0, 29.9, 29.8]]])
+    for size in (16, 32):
+        maps, cells = bump_maps(size, amplitudes)
+        sel = acquisition.select("vl4pose", echo_ctx(maps, _EchoLinks(), chain), num_peaks=3,
+                                 mode="expected")
+        mu = np.array([6.0, 4.0]) * size / 16
+        s = np.asarray(likelihood.bound_log_var(np.array([1.0, 1.5], np.float32)), np.float64)
+        expected = []
+        for b in range(2):
+            v = amplitudes[b].astype(np.float64)
+            p = np.exp(v - v.max(-1, keepdims=True))
+            p /= p.sum(-1, keepdims=True)
+            total = 0.0
+            for y in np.ndindex(3, 3, 3):
+                ll = 0.0
+                for k, (a, c) in enumerate(chain.links):
+                    d = np.linalg.norm(cells[b, a, y[a]] - cells[b, c, y[c]])
+                    ll += -0.5 * (np.log(2 * np.pi) + s[k] + (mu[k] - d) ** 2 * np.exp(-s[k]))
+                total += p[0, y[0]] * p[1, y[1]] * p[2, y[2]] * ll
+            expected.append(total)
+        np.testing.assert_allclose(-sel.scores, expected, rtol=1e-4, err_msg=str(size))
+
+
 def test_vl4pose_selects_lowest_likelihood(human):
     ctx = make_ctx(human, "heatmap", "vl4pose_heatmap", budget=4)
     sel = acquisition.select("vl4pose", ctx)
@@ -200,7 +286,8 @@ def test_vl4pose_selects_lowest_likelihood(human):
     images = np.concatenate([b["image"] for b in batches(POOL)])
     out = train.make_heatmap_predict(model, auxes["vl4pose_heatmap"])(states["vl4pose_heatmap"], images)
     ll = np.asarray(likelihood.score_heatmaps(out["heatmaps_BxHxWxJ"], out["link_params_BxLx2"],
-                                              HUMAN, num_peaks=1, mode="reference"))
+                                              HUMAN, num_peaks=1, mode="reference",
+                                              reference_size=64))
     np.testing.assert_allclose(-sel.scores, ll, rtol=1e-5, atol=1e-4)
     np.testing.assert_array_equal(sel.indices, POOL[np.argsort(ll, kind="stable")[:4]])
 

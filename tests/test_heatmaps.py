@@ -78,3 +78,28 @@ def test_gaussian_targets_and_decode_round_trip():
 def test_decode_of_zero_map_is_finite():
     decoded, confidence = heatmaps.decode(jnp.zeros((2, 8, 8, 3)))
     assert bool(jnp.isfinite(decoded).all()) and float(jnp.abs(confidence).max()) == 0.0
+
+
+def test_peak_spacing_scales_from_64_cells_and_refuses_empty_interiors():
+    """Distances given for the papers' 64x64 maps scale by H/64 (rounded half up, >= 1); a
+    border that leaves no interior is a ValueError naming the option, its value and the size."""
+    assert [heatmaps.scale_cells(8, s) for s in (8, 16, 32, 64, 128)] == [1, 2, 4, 8, 16]
+    assert [heatmaps.scale_cells(5, s) for s in (8, 16, 32, 64)] == [1, 1, 3, 5]
+    assert heatmaps.scale_cells(0, 16) == 0
+    assert heatmaps.peak_spacing(16, 16, min_distance=8, reference_size=64) == (2, 2)
+    assert heatmaps.peak_spacing(32, 32, min_distance=5, exclude_border=False,
+                                 reference_size=64) == (3, 0)
+    assert heatmaps.peak_spacing(32, 32, min_distance=8, exclude_border=6,
+                                 reference_size=64) == (4, 3)
+    assert heatmaps.peak_spacing(16, 16, min_distance=3) == (3, 3)  # literal cells
+    with pytest.raises(ValueError, match=r"min_distance=8 .*16x16"):
+        heatmaps.local_maxima(jnp.zeros((16, 16, 2)), 3, min_distance=8)
+    with pytest.raises(ValueError, match=r"exclude_border=40 .*16x16"):
+        heatmaps.local_maxima(jnp.zeros((16, 16, 2)), 3, min_distance=8, exclude_border=40,
+                              reference_size=64)
+    # The scaled setting finds a bump 3 cells from the border of a 16x16 map (8 = 2 cells).
+    m = np.zeros((16, 16, 1), np.float32)
+    m[3, 12, 0], m[9, 6, 0] = 5.0, 4.0
+    peaks = heatmaps.local_maxima(jnp.asarray(m), 3, min_distance=8, reference_size=64)
+    assert np.asarray(peaks.xy[0, :2]).tolist() == [[12, 3], [6, 9]]
+    assert np.asarray(peaks.valid[0]).tolist() == [True, True, False]

@@ -3,7 +3,9 @@
 Brute force: every one of the prod_j n_j candidate configurations is enumerated. The scored model
 is log p(Y) + log q_BN(Y) = sum_j log p_j(y_j) + sum_links log N(|y_c - y_p|; mu, e^{s_b}), with
 p_j = softmax of the heatmap values at skimage's local maxima (a joint without maxima: its global
-argmax with probability 1). "expected" = sum_Y prod_j p_j(y_j) * that; "max" = max_Y of that.
+argmax with probability 1). "expected" = sum_Y prod_j p_j(y_j) * sum_links log N (the skeleton
+network's expected log-likelihood, no log p term); "expected_total" = sum_Y prod_j p_j(y_j) * the
+full total; "max" = max_Y of the full total.
 "reference" = the original code's recursion (reference notes Sec. 4.2), written naively here.
 """
 import itertools
@@ -53,13 +55,15 @@ def np_candidates(maps_HxWxJ, k, min_distance, exclude_border):
     return out
 
 
-def enumerate_configs(cands, params, skeleton):
-    """All configurations (C, J), their totals (C,) and probabilities (C,)."""
+def enumerate_configs(cands, params, skeleton, links_only=False):
+    """All configurations (C, J), their totals (C,) and probabilities (C,); with `links_only`
+    the totals are sum_links log N alone (no sum_j log p_j)."""
     configs = np.array(list(itertools.product(*[range(len(lp)) for _, lp in cands])))
     total = np.zeros(len(configs))
     logprob = np.zeros(len(configs))
     for j, (_, lp) in enumerate(cands):
-        total += lp[configs[:, j]]
+        if not links_only:
+            total += lp[configs[:, j]]
         logprob += lp[configs[:, j]]
     for k, (p, c) in enumerate(skeleton.links):
         d = np.linalg.norm(cands[p][0][configs[:, p]] - cands[c][0][configs[:, c]], axis=-1)
@@ -128,6 +132,29 @@ def test_candidates_match_skimage_and_softmax(k, min_distance, exclude_border):
             assert np.all(log_prob[b, j, n:] == 0)
 
 
+def test_candidates_scale_min_distance_with_map_size():
+    """VL4Pose's min_distance 8 (64x64 cells) with three bumps per joint: every bump is a
+    candidate on 16x16 and 32x32 maps as on 64x64 ones; taken literally on a 16x16 map it
+    leaves no interior and is refused."""
+    rel = np.array([[0.25, 0.30], [0.70, 0.25], [0.45, 0.72]])
+    for size in (16, 32, 64):
+        xy = np.round(rel * (size - 1))
+        yy, xx = np.mgrid[:size, :size]
+        sigma = 1.75 * size / 16
+        maps = np.max([a * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * sigma**2))
+                       for a, (x, y) in zip((30.0, 29.0, 28.0), xy)], axis=0)
+        maps = np.stack([maps, maps[::-1]], -1)[None].astype(np.float32)  # (1, S, S, 2)
+        got_xy, valid, log_prob = jax.tree.map(np.asarray, lk.heatmap_candidates(
+            maps, num_peaks=3, min_distance=8, reference_size=64))
+        assert valid.all(), size
+        np.testing.assert_array_equal(got_xy[0, 0], xy)
+        np.testing.assert_array_equal(got_xy[0, 1], np.stack([xy[:, 0], size - 1 - xy[:, 1]], -1))
+        np.testing.assert_allclose(log_prob[0, 0], np.log(scipy.special.softmax([30., 29., 28.])),
+                                   rtol=1e-5)
+    with pytest.raises(ValueError, match="min_distance=8"):
+        lk.heatmap_candidates(maps[:, ::4, ::4], num_peaks=3, min_distance=8)
+
+
 # ---------------------------------------------------------------------------------------------
 # Exactness of the three modes and refinement.
 
@@ -143,8 +170,12 @@ def test_modes_match_enumeration_and_recursion(skeleton, k):
         cands = np_candidates(maps[b], k, MIN_DISTANCE, True)
         configs, total, prob = enumerate_configs(cands, params[b].astype(np.float64), skeleton)
         assert prob.sum() == pytest.approx(1.0)
-        expected = np.sum(prob * total)
-        np.testing.assert_allclose(got["expected"][b], expected, rtol=1e-5, atol=1e-3)
+        np.testing.assert_allclose(got["expected_total"][b], np.sum(prob * total), rtol=1e-5,
+                                   atol=1e-3)
+        _, links, _ = enumerate_configs(cands, params[b].astype(np.float64), skeleton,
+                                        links_only=True)
+        np.testing.assert_allclose(got["expected"][b], np.sum(prob * links), rtol=1e-5,
+                                   atol=1e-3)
         np.testing.assert_allclose(got["max"][b], total.max(), rtol=1e-5, atol=1e-3)
         np.testing.assert_allclose(got["reference"][b], naive_reference(cands, params[b], skeleton),
                                    rtol=1e-5, atol=1e-3)
@@ -160,6 +191,7 @@ def test_modes_match_enumeration_and_recursion(skeleton, k):
                                       for j in range(skeleton.num_joints)]))
     if k > 1:  # the modes really differ
         assert not np.allclose(got["expected"], got["max"])
+        assert not np.allclose(got["expected"], got["expected_total"])
         assert not np.allclose(got["reference"], got["max"])
 
 

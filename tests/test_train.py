@@ -5,7 +5,7 @@ import numpy as np
 import optax
 import pytest
 
-from vl4pose_jax import heatmaps, models, skeletons, train
+from vl4pose_jax import heatmaps, likelihood, models, skeletons, train
 
 SKELETON = skeletons.lsp14
 # Smaller than the "tiny" preset so that every test compiles in seconds.
@@ -133,6 +133,80 @@ def test_learning_loss_objectives_hand_computed():
     q1 = np.exp([0.0, 0.5]) / np.exp([0.0, 0.5]).sum()
     kl = (np.sum(p0 * np.log(p0 / q0)) + np.sum(p1 * np.log(p1 / q1))) / 2
     assert float(train.learning_loss(pred, true, objective="kl")) == pytest.approx(kl, rel=1e-5)
+
+
+def test_learning_loss_target_divides_by_visible_joints_hand_computed():
+    """Reference §5.4: the regressed loss is the per-image heatmap MSE / (visible joints + 0.1)."""
+    pred = np.zeros((2, 2, 4, 4, 6), np.float32)   # B=2, S=2 stacks, 4x4 maps, J=6
+    pred[0] += 2.0                                  # MSE 4 against zero targets
+    pred[1, :, :2] = 3.0                            # half the cells 3: MSE 4.5
+    target = np.zeros((2, 4, 4, 6), np.float32)
+    visible = np.array([[1, 1, 0, 0, 0, 0], [1, 1, 1, 1, 1, 0]], np.float32)  # 2 and 5 joints
+    got = np.asarray(train.learning_loss_target(pred, target, visible))
+    np.testing.assert_allclose(got, [4.0 / 2.1, 4.5 / 5.1], rtol=1e-6)
+
+
+def test_vl4pose_head_trains_on_the_integer_peaks_scoring_measures():
+    """The bone lengths the heatmap head learns are the distances between the integer peaks
+    `likelihood.score_heatmaps` finds on the same (target) heatmaps, in heatmap cells."""
+    rng = np.random.default_rng(3)
+    size, batch = 16, 3
+    joints = rng.uniform(0.6, size - 1.6, (batch, SKELETON.num_joints, 2)).astype(np.float32)
+    visible = np.ones((batch, SKELETON.num_joints), np.float32)
+    visible[0, 3] = 0.0
+    joints[1, 5] = (size + 3.0, 4.0)   # visible but off the map: no target, no position
+    targets, _ = heatmaps.gaussian_targets(joints, visible, size, size)
+    cells, has_cell = map(np.asarray, train.vl4pose_heatmap_targets(targets, visible))
+    xy, _, _ = likelihood.heatmap_candidates(targets, num_peaks=1, min_distance=8,
+                                             reference_size=64)
+    peaks = np.asarray(xy)[..., 0, :].astype(np.float64)
+    parent, child = np.array(SKELETON.links).T
+    mask = has_cell[:, parent] & has_cell[:, child]
+    expected_mask = visible > 0
+    expected_mask[1, 5] = False
+    np.testing.assert_array_equal(has_cell, expected_mask)
+    d_train = np.linalg.norm(cells[:, child] - cells[:, parent], axis=-1)
+    d_score = np.linalg.norm(peaks[:, child] - peaks[:, parent], axis=-1)
+    np.testing.assert_allclose(d_train[mask], d_score[mask], rtol=1e-6)
+    # ... and the head's loss is the NLL of exactly those distances (float64, by hand).
+    params = np.stack([rng.uniform(2, 8, (batch, SKELETON.num_links)),
+                       rng.uniform(-1, 2, (batch, SKELETON.num_links))], -1).astype(np.float32)
+    head = models.AuxNet(head="vl4pose_heatmap", num_links=SKELETON.num_links)
+    got = float(train.aux_loss(head, {"link_params_BxLx2": params}, skeleton=SKELETON,
+                               joints=joints, visible=visible, target_heatmaps=targets))
+    s = np.asarray(likelihood.bound_log_var(params[..., 1]), np.float64)
+    nll = 0.5 * np.exp(-s) * (params[..., 0] - d_score) ** 2 + 0.5 * s
+    assert got == pytest.approx(nll[mask].mean(), rel=1e-5)
+    d_sub = np.linalg.norm(joints[:, child] - joints[:, parent], axis=-1)
+    assert abs(nll[mask].mean() - (0.5 * np.exp(-s) * (params[..., 0] - d_sub) ** 2
+                                   + 0.5 * s)[mask].mean()) > 1e-3  # sub-cell would differ
+
+
+@pytest.mark.parametrize("head", ["vl4pose_heatmap", "learning_loss"])
+def test_heatmap_step_feeds_the_heads_their_targets(head, pose_variables):
+    """In the train step the VL4Pose head sees the argmax cells of the target heatmaps and
+    Learning Loss the MSE / (visible joints + 0.1) (checked against a manual forward pass)."""
+    tx = optax.sgd(0.0)
+    model, aux, state = init_state(head, pose_variables, tx)
+    batch = human_batch(batch=4, seed=2)
+    batch["visible"] = batch["visible"].at[0, :9].set(0.0)   # 5 visible joints in image 0
+    outputs = model.apply({"params": state.params, "batch_stats": state.batch_stats},
+                          batch["image"], train=False)
+    aux_out = aux.apply({"params": state.aux_params}, outputs)
+    if head == "vl4pose_heatmap":
+        cells, has_cell = train.vl4pose_heatmap_targets(batch["heatmaps"], batch["visible"])
+        want = likelihood.heatmap_nll(aux_out["link_params_BxLx2"], cells, has_cell, SKELETON)
+        wrong = likelihood.heatmap_nll(aux_out["link_params_BxLx2"], batch["joints"],
+                                       batch["visible"], SKELETON)
+    else:
+        mse = train.heatmap_mse_per_sample(outputs["heatmaps"], batch["heatmaps"])
+        count = np.sum(np.asarray(batch["visible"]) > 0, axis=-1)
+        want = train.learning_loss(aux_out["loss_B"], mse / (count + 0.1))
+        wrong = train.learning_loss(aux_out["loss_B"], mse)
+    step = train.make_heatmap_train_step(model, aux, tx, tx, skeleton=SKELETON, train_pose=False)
+    _, logs = step(state, batch)
+    assert float(logs["aux_loss"]) == pytest.approx(float(want), rel=1e-4, abs=1e-6)
+    assert abs(float(want) - float(wrong)) > 1e-4
 
 
 def test_deepprior_aleatoric_loss_matches_eq2():

@@ -15,7 +15,10 @@ map's minimum, and is not within `min_distance` cells of the border (when `exclu
 peaks are ranked by value (ties in raster order), and a peak within `min_distance` (Chebyshev)
 of a higher-ranked kept peak is dropped. That last rule only acts on plateaus of equal values,
 where skimage's own spacing pass (batched KD-tree queries) can keep a different subset: results
-match skimage exactly on maps without ties, and may differ on plateaus.
+match skimage exactly on maps without ties, and may differ on plateaus. `min_distance` and
+`exclude_border` are cells of the given maps by default; with `reference_size=64` they are cells
+of the papers' 64x64 maps, scaled by H/64 (`peak_spacing`: VL4Pose's 8 becomes 2 on 16x16 maps),
+and a border that leaves no interior is refused with a ValueError.
 """
 from __future__ import annotations
 
@@ -26,6 +29,9 @@ import jax.numpy as jnp
 
 DEFAULT_SIGMA = 1.75
 DEFAULT_PEAK = 30.0
+# The papers' heatmap side: peak-finding distances (VL4Pose's min_distance 8, multi-peak
+# entropy's 5) are given for maps of this size and scaled to others (`peak_spacing`).
+REFERENCE_MAP_SIZE = 64
 
 
 def gaussian_targets(joints_xy_BxJx2, visible_BxJ, height: int, width: int, *,
@@ -102,8 +108,67 @@ class Peaks(NamedTuple):
     valid: jax.Array   # (..., J, K) bool
 
 
+def scale_cells(cells: int, map_size: int, reference_size: int = REFERENCE_MAP_SIZE) -> int:
+    """A distance given in cells of a `reference_size` map, for a map of `map_size` cells.
+
+    cells * map_size / reference_size rounded half up, and at least 1 when `cells` >= 1 (0 stays
+    0): min_distance 8 is 2 on 16x16 maps and 4 on 32x32; 5 is 1 on 16x16 and 3 on 32x32.
+    """
+    cells, map_size, reference_size = int(cells), int(map_size), int(reference_size)
+    if cells < 0 or map_size < 1 or reference_size < 1:
+        raise ValueError(f"scale_cells needs cells >= 0 and positive sizes, got cells={cells}, "
+                         f"map_size={map_size}, reference_size={reference_size}")
+    if cells == 0:
+        return 0
+    return max(1, (2 * cells * map_size + reference_size) // (2 * reference_size))
+
+
+def peak_spacing(height: int, width: int, *, min_distance: int,
+                 exclude_border: bool | int = True,
+                 reference_size: int | None = None) -> tuple[int, int]:
+    """(min_distance, border) in cells of an H x W map, checked to leave an interior.
+
+    With `reference_size` (e.g. `REFERENCE_MAP_SIZE` = 64, the papers' maps), `min_distance` and
+    an int `exclude_border` are in cells of a reference_size x reference_size map and are scaled
+    by min(H, W) / reference_size (`scale_cells`); with None they are cells of this map. The
+    border is the (scaled) min_distance when `exclude_border` is True, the (scaled) int when it
+    is an int, 0 when False. Raises ValueError, naming the option, its value and the map size,
+    when the border leaves no cell of the map eligible as a peak.
+    """
+    if int(min_distance) < 0 or (not isinstance(exclude_border, bool)
+                                 and int(exclude_border) < 0):
+        raise ValueError(f"min_distance and exclude_border must be >= 0, got "
+                         f"min_distance={min_distance}, exclude_border={exclude_border}")
+    side = min(int(height), int(width))
+
+    def cells(value):
+        return (int(value) if reference_size is None
+                else scale_cells(value, side, reference_size))
+
+    spacing = cells(min_distance)
+    if isinstance(exclude_border, bool):
+        border = spacing if exclude_border else 0
+    else:
+        border = cells(exclude_border)
+    if 2 * border >= side:
+        option = ("min_distance" if isinstance(exclude_border, bool) else "exclude_border")
+        value = min_distance if option == "min_distance" else exclude_border
+        scaled = ("" if reference_size is None else
+                  f" (given for {reference_size}x{reference_size} maps, scaled to {border})")
+        hint = ("" if reference_size is not None else
+                f", or reference_size={REFERENCE_MAP_SIZE} to give it in cells of "
+                f"{REFERENCE_MAP_SIZE}x{REFERENCE_MAP_SIZE} maps")
+        also = " with exclude_border=True" if option == "min_distance" else ""
+        raise ValueError(
+            f"{option}={value}{scaled}{also} excludes {border} "
+            f"cells at each border of {height}x{width} heatmaps, which leaves no interior cell "
+            f"for a peak; use a smaller {option} or exclude_border=False{hint}")
+    return spacing, border
+
+
 def local_maxima(heatmaps_BxHxWxJ, num_peaks: int, *, min_distance: int = 8,
-                 exclude_border: bool | int = True, max_candidates: int | None = None) -> Peaks:
+                 exclude_border: bool | int = True, max_candidates: int | None = None,
+                 reference_size: int | None = None) -> Peaks:
     """Up to `num_peaks` local maxima per map, as `skimage.feature.peak_local_max` (module doc).
 
     Args:
@@ -114,11 +179,18 @@ def local_maxima(heatmaps_BxHxWxJ, num_peaks: int, *, min_distance: int = 8,
         False none.
       max_candidates: peaks examined before plateau suppression (default max(8 K, 32), capped
         at the number of (min_distance + 1)^2 blocks, each of which holds one candidate).
+      reference_size: None: `min_distance` and `exclude_border` are cells of these maps (as
+        skimage); an int (e.g. 64): they are cells of reference_size x reference_size maps,
+        scaled to these maps by `peak_spacing`.
+    Raises ValueError when the border leaves no interior (`peak_spacing`).
     """
     if num_peaks < 1:
         raise ValueError(f"num_peaks must be >= 1, got {num_peaks}")
     maps = jnp.moveaxis(jnp.asarray(heatmaps_BxHxWxJ, jnp.float32), -1, -3)  # (..., J, H, W)
     height, width = maps.shape[-2:]
+    min_distance, border = peak_spacing(height, width, min_distance=min_distance,
+                                        exclude_border=exclude_border,
+                                        reference_size=reference_size)
     size = 2 * min_distance + 1
     lead = maps.ndim - 2
     # Separable max pool (rows, then columns): identical to one size x size window and far
@@ -131,7 +203,6 @@ def local_maxima(heatmaps_BxHxWxJ, num_peaks: int, *, min_distance: int = 8,
     is_max = maps == pooled
     trivial = jnp.all(is_max, axis=(-2, -1), keepdims=True)
     is_peak = is_max & ~trivial & (maps > jnp.min(maps, axis=(-2, -1), keepdims=True))
-    border = min_distance if exclude_border is True else int(exclude_border)
     if border > 0:
         rows = jnp.arange(height)[:, None]
         cols = jnp.arange(width)[None, :]

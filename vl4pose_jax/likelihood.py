@@ -13,7 +13,8 @@ batch axes (so it also runs under `jax.vmap`), and returns finite values for fin
 The "reference" and "max" modes and refinement are one `jax.lax.scan` over
 `skeleton.links_bottom_up` (index arrays as scanned inputs, one K x K matrix per link; refinement
 adds a reversed scan to backtrack): O(L K^2) per image, a traced programme whose size does not
-grow with the number of joints; "expected" is linear in the per-link terms and needs no pass.
+grow with the number of joints; "expected" and "expected_total" are linear in the per-link
+terms and need no pass.
 Call `score_heatmaps` on fixed-size batches of a pool: memory is O(batch), not O(pool).
 """
 from __future__ import annotations
@@ -36,7 +37,7 @@ LOG_VAR_MAX = 10.0
 # 0 beyond) only so that squares stay finite in float32 for absurd inputs; never active in practice.
 MAX_RESIDUAL = 1e12
 LOG_2PI = math.log(2.0 * math.pi)
-MODES = ("reference", "expected", "max")
+MODES = ("reference", "expected", "expected_total", "max")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -127,8 +128,9 @@ def heatmap_nll(link_params_BxLx2, joints_BxJx2, visible_BxJ, skeleton: Skeleton
 
     Args:
       link_params_BxLx2: (..., L, 2) [mean length mu in heatmap cells, log-variance s].
-      joints_BxJx2: (..., J, 2) joint positions in heatmap cells (the reference uses the integer
-        argmax of the ground-truth heatmaps, `heatmaps.argmax_xy`). Non-finite = not visible.
+      joints_BxJx2: (..., J, 2) joint positions in heatmap cells: the integer argmax of the
+        ground-truth heatmaps (`train.vl4pose_heatmap_targets`, as the reference), the grid of
+        the peaks `score_heatmaps` measures. Non-finite = not visible.
       visible_BxJ: (..., J) mask; a link counts when both its joints are visible.
     """
     params = jnp.asarray(link_params_BxLx2, jnp.float32)
@@ -176,12 +178,16 @@ def score_regression(joints_BxJx3, offsets_BxLx3, cov_factor_BxLx3x3, skeleton: 
 # ----------------------------------------------------------------------------------------------
 # Candidates from heatmaps.
 
-@functools.partial(jax.jit, static_argnames=("num_peaks", "min_distance", "exclude_border"))
+@functools.partial(jax.jit, static_argnames=("num_peaks", "min_distance", "exclude_border",
+                                             "reference_size"))
 def heatmap_candidates(heatmaps_BxHxWxJ, *, num_peaks: int, min_distance: int = 8,
-                       exclude_border: bool | int = True):
+                       exclude_border: bool | int = True, reference_size: int | None = None):
     """Each joint's candidate locations and their log peak probabilities.
 
-    Candidates are `heatmaps.local_maxima` (skimage's `peak_local_max` semantics, best first).
+    Candidates are `heatmaps.local_maxima` (skimage's `peak_local_max` semantics, best first);
+    `min_distance` and `exclude_border` are cells of these maps, or of reference_size x
+    reference_size maps scaled to these (`heatmaps.peak_spacing`; pass 64 for the paper's values
+    on smaller maps). A border that leaves no interior raises ValueError.
     log_prob = log softmax of the raw heatmap values over the joint's valid peaks (no temperature,
     as the reference). A joint with no maximum at all gets its global argmax as its single valid
     candidate, with probability 1.
@@ -192,7 +198,7 @@ def heatmap_candidates(heatmaps_BxHxWxJ, *, num_peaks: int, min_distance: int = 
       log_prob_BxJxK: (..., J, K) float32, 0 at invalid slots.
     """
     peaks = hm.local_maxima(heatmaps_BxHxWxJ, num_peaks, min_distance=min_distance,
-                            exclude_border=exclude_border)
+                            exclude_border=exclude_border, reference_size=reference_size)
     first = jnp.arange(num_peaks) == 0
     none = ~jnp.any(peaks.valid, axis=-1, keepdims=True)  # (..., J, 1)
     fallback = none & first
@@ -309,15 +315,15 @@ def score_candidates(xy_BxJxKx2, valid_BxJxK, log_prob_BxJxK, link_params_BxLx2,
     unary, _ = _flatten(jnp.where(valid_BxJxK, jnp.asarray(log_prob_BxJxK, jnp.float32), 0.0), 2)
     params, _ = _flatten(jnp.asarray(link_params_BxLx2, jnp.float32), 2)
     pair = _pairwise_log_density(xy, params, skeleton)  # (N, L, K, K)
-    if mode == "expected":
-        # E[sum_j log p_j(y_j) + sum_links log N] with independent y_j ~ p_j: linear in the
-        # per-link pairwise terms, so no tree pass is needed.
+    if mode in ("expected", "expected_total"):
+        # E[sum_links log N] with independent y_j ~ p_j: each link's term depends on two joints
+        # only, so the expectation is a sum of K x K bilinear forms and needs no tree pass.
         prob = jnp.where(valid, jnp.exp(unary), 0.0)
-        neg_entropy = jnp.sum(prob * unary, axis=(-2, -1))
         p_par = prob[:, skeleton.link_parent]  # (N, L, K)
         p_chi = prob[:, skeleton.link_child]
-        links = jnp.einsum("nla,nlb,nlab->n", p_par, p_chi, pair)
-        score = neg_entropy + links
+        score = jnp.einsum("nla,nlb,nlab->n", p_par, p_chi, pair)
+        if mode == "expected_total":  # + E[sum_j log p_j(y_j)] = - sum_j H(p_j)
+            score = score + jnp.sum(prob * unary, axis=(-2, -1))
     else:
         score, _, _ = _upward(unary, valid, pair, skeleton, "sum" if mode == "reference" else "max")
     return score.reshape(lead)
@@ -341,34 +347,42 @@ def decode_candidates(xy_BxJxKx2, valid_BxJxK, log_prob_BxJxK, link_params_BxLx2
 # Public scoring and refinement from heatmaps.
 
 @functools.partial(jax.jit, static_argnames=("skeleton", "num_peaks", "min_distance",
-                                             "exclude_border", "mode"))
+                                             "exclude_border", "reference_size", "mode"))
 def score_heatmaps(heatmaps_BxHxWxJ, link_params_BxLx2, skeleton: Skeleton, *, num_peaks: int,
-                   min_distance: int = 8, exclude_border: bool | int = True, mode: str):
+                   min_distance: int = 8, exclude_border: bool | int = True,
+                   reference_size: int | None = None, mode: str):
     """VL4Pose score of each image, shape (...,); higher = more likely (annotate the lowest).
 
     Candidates and log peak probabilities log p come from `heatmap_candidates`; every link's
     term is log N(distance between the candidates in heatmap cells; mu, e^{s_b}) (with the
-    -0.5 log 2 pi, as the reference). The scored model is log p(Y) + log q_BN(Y) =
-    sum_joints log p_j(y_j) + sum_links log N in every mode; with num_peaks=1 every log p is 0 and
-    all modes equal sum_links log N of the single (local-maximum) pose. Modes:
+    -0.5 log 2 pi, as the reference); the skeleton network's log-likelihood of a configuration
+    Y = (y_j) is log q_BN(Y) = sum_links log N. With num_peaks=1 every log p is 0 and all modes
+    equal log q_BN of the single (local-maximum) pose. Modes:
       "reference": the original code's aggregation (a plain sum, not an expectation): per node,
         the sum over its valid candidates of log N + log p + its children's sums; the root sums
         log p + its children's sums over its candidates (reference notes Sec. 4.2). Magnitudes
         grow with the number of candidates.
-      "expected": the exact expectation under independent y_j ~ p_j (Eq. 3 read literally):
-        -sum_j H(p_j) + sum_links E[log N]; the first term is minus multi-peak entropy.
-      "max": the best configuration's value, max_Y [sum_j log p_j + sum_links log N] (Eq. 6).
+      "expected": the expected log-likelihood of the skeleton network when each joint's
+        location is drawn independently from its peak distribution p_j (Eq. 3):
+        E_{y_j ~ p_j}[log q_BN(Y)] = sum_links E[log N], with no term for p itself.
+      "expected_total": the expectation of the quantity "max" maximises,
+        E_{y_j ~ p_j}[sum_j log p_j(y_j) + log q_BN(Y)] = "expected" - sum_j H(p_j): it also
+        ranks low the images whose peaks are ambiguous (sum_j H(p_j) is the multi-peak entropy
+        of the softmaxed peak values).
+      "max": the best configuration's value, max_Y [sum_j log p_j + log q_BN(Y)] (Eq. 6).
     """
     xy, valid, log_prob = heatmap_candidates(heatmaps_BxHxWxJ, num_peaks=num_peaks,
                                              min_distance=min_distance,
-                                             exclude_border=exclude_border)
+                                             exclude_border=exclude_border,
+                                             reference_size=reference_size)
     return score_candidates(xy, valid, log_prob, link_params_BxLx2, skeleton, mode=mode)
 
 
 @functools.partial(jax.jit, static_argnames=("skeleton", "num_peaks", "min_distance",
-                                             "exclude_border"))
+                                             "exclude_border", "reference_size"))
 def refine_pose(heatmaps_BxHxWxJ, link_params_BxLx2, skeleton: Skeleton, *, num_peaks: int,
-                min_distance: int = 8, exclude_border: bool | int = True):
+                min_distance: int = 8, exclude_border: bool | int = True,
+                reference_size: int | None = None):
     """Joint positions of the "max" configuration (Eq. 6), (..., J, 2) int32 (x, y) heatmap cells.
 
     Equals the local-maximum (argmax-like) pose when num_peaks=1; with more peaks it may pick a
@@ -377,6 +391,7 @@ def refine_pose(heatmaps_BxHxWxJ, link_params_BxLx2, skeleton: Skeleton, *, num_
     """
     xy, valid, log_prob = heatmap_candidates(heatmaps_BxHxWxJ, num_peaks=num_peaks,
                                              min_distance=min_distance,
-                                             exclude_border=exclude_border)
+                                             exclude_border=exclude_border,
+                                             reference_size=reference_size)
     choice, _ = decode_candidates(xy, valid, log_prob, link_params_BxLx2, skeleton)
     return jnp.take_along_axis(xy, choice[..., None, None], axis=-2)[..., 0, :]

@@ -8,9 +8,11 @@ Two tasks share one `TrainState` (a pytree of arrays only, so Orbax can checkpoi
 An optional auxiliary net (`models.AuxNet`) trains jointly on detached features with its own
 optimizer state and learning rate; its heads are VL4Pose (likelihood NLLs), Learning Loss
 (margin ranking of Yoo & Kweon, or LearningLoss++'s KL between softmaxed pair losses) and
-aleatoric (per-joint log-variance). With `train_pose=False` only the auxiliary net learns: the
-pose network runs in inference mode, so its parameters and BatchNorm statistics stay exactly
-as they were.
+aleatoric (per-joint log-variance). As the reference, the VL4Pose heatmap head learns bone
+lengths between the argmax cells of the target heatmaps (the integer peaks scoring measures),
+and Learning Loss regresses the heatmap MSE divided by (visible joints + 0.1). With
+`train_pose=False` only the auxiliary net learns: the pose network runs in inference mode, so
+its parameters and BatchNorm statistics stay exactly as they were.
 
 Typical use:
     tx, aux_tx = optax.adam(3e-4), optax.adam(3e-4)
@@ -99,6 +101,34 @@ def heatmap_mse_per_sample(pred_BxSxHxWxJ, target_BxHxWxJ):
     return jnp.mean(diff.astype(jnp.float32) ** 2, axis=(1, 2, 3, 4))
 
 
+LEARNING_LOSS_JOINT_OFFSET = 0.1
+
+
+def learning_loss_target(pred_BxSxHxWxJ, target_BxHxWxJ, visible_BxJ):
+    """The per-image loss Learning Loss regresses, (B,): the heatmap MSE of
+    `heatmap_mse_per_sample` divided by (number of visible joints + 0.1), as the reference
+    (reference notes §5.4), so that images are not ranked by how many joints are annotated."""
+    num_visible_B = jnp.sum(jnp.asarray(visible_BxJ) > 0, axis=-1).astype(jnp.float32)
+    return (heatmap_mse_per_sample(pred_BxSxHxWxJ, target_BxHxWxJ)
+            / (num_visible_B + LEARNING_LOSS_JOINT_OFFSET))
+
+
+def vl4pose_heatmap_targets(target_BxHxWxJ, visible_BxJ):
+    """Joint positions the VL4Pose heatmap head learns bone lengths from, as the reference
+    (§4.1): the integer argmax cell (x, y) of each ground-truth heatmap, in heatmap cells, the
+    units and integer grid of the peaks `likelihood.score_heatmaps` measures at scoring time.
+
+    Returns:
+      joints_BxJx2: (B, J, 2) float32 argmax cells.
+      visible_BxJ: (B, J) bool, visible and with a target on the map (its maximum > 0; a
+        visible joint off the map has an all-zero target and no position).
+    """
+    target = jnp.asarray(target_BxHxWxJ, jnp.float32)
+    has_target = jnp.max(target, axis=(-3, -2)) > 0
+    joints = heatmaps_lib.argmax_xy(target).astype(jnp.float32)
+    return joints, (jnp.asarray(visible_BxJ) > 0) & has_target
+
+
 def learning_loss(pred_loss_B, true_loss_B, *, objective: str = "kl", margin: float = 1.0):
     """Learning Loss objectives on pairs (i, i + B/2) of a batch (B even; a last odd one is unused).
 
@@ -150,11 +180,21 @@ def deepprior_loss(outputs, joints_BxJx3, visible_BxJ, *, aleatoric_norm: str = 
 
 
 def aux_loss(aux_model, aux_outputs, *, skeleton, joints, visible, pred_joints=None,
-             true_loss_B=None, ll_objective="kl", ll_margin=1.0):
-    """The auxiliary net's loss for its head (see `models.AuxNet`)."""
+             true_loss_B=None, target_heatmaps=None, ll_objective="kl", ll_margin=1.0):
+    """The auxiliary net's loss for its head (see `models.AuxNet`).
+
+    The `vl4pose_heatmap` head needs `target_heatmaps` (B×H×W×J ground truth): it learns the
+    bone lengths between their argmax cells (`vl4pose_heatmap_targets`), not between the
+    sub-cell `joints`. `true_loss_B` is the per-image loss the `learning_loss` head ranks.
+    """
     head = aux_model.head
     if head == "vl4pose_heatmap":
-        return likelihood.heatmap_nll(aux_outputs["link_params_BxLx2"], joints, visible, skeleton)
+        if target_heatmaps is None:
+            raise ValueError("the vl4pose_heatmap head trains on the argmax cells of the target "
+                             "heatmaps: pass target_heatmaps")
+        cells, has_cell = vl4pose_heatmap_targets(target_heatmaps, visible)
+        return likelihood.heatmap_nll(aux_outputs["link_params_BxLx2"], cells, has_cell,
+                                      skeleton)
     if head == "vl4pose_regression":
         return likelihood.regression_nll(aux_outputs["offsets_BxLx3"],
                                          aux_outputs["cov_factor_BxLx3x3"], joints, visible,
@@ -193,17 +233,19 @@ def make_heatmap_train_step(model, aux_model, tx, aux_tx=None, *, skeleton,
         else:
             outputs, batch_stats = model.apply(variables, batch["image"], train=False), \
                 state.batch_stats
-        pose_loss_B = heatmap_mse_per_sample(outputs["heatmaps"], batch["heatmaps"])
-        pose_loss = jnp.mean(pose_loss_B)
+        pose_loss = jnp.mean(heatmap_mse_per_sample(outputs["heatmaps"], batch["heatmaps"]))
         logs = {"pose_loss": pose_loss}
         total = pose_loss if train_pose else 0.0
         if aux_model is not None:
             aux_outputs = aux_model.apply({"params": aux_params}, outputs)
             pred_joints, _ = heatmaps_lib.decode(outputs["heatmaps"][:, -1])
+            true_loss_B = learning_loss_target(outputs["heatmaps"], batch["heatmaps"],
+                                               batch["visible"])
             logs["aux_loss"] = aux_loss(
                 aux_model, aux_outputs, skeleton=skeleton, joints=batch["joints"],
-                visible=batch["visible"], pred_joints=pred_joints, true_loss_B=pose_loss_B,
-                ll_objective=ll_objective, ll_margin=ll_margin)
+                visible=batch["visible"], pred_joints=pred_joints, true_loss_B=true_loss_B,
+                target_heatmaps=batch["heatmaps"], ll_objective=ll_objective,
+                ll_margin=ll_margin)
             total = total + logs["aux_loss"]
         return total, (batch_stats, logs)
 

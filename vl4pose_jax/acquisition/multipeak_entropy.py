@@ -1,7 +1,10 @@
 """Multi-peak entropy (Liu & Ferrari, ICCV 2017; VL4Pose reference §5.6).
 
 Per joint of the last-stack heatmap: up to `num_peaks` (5) local maxima with `min_distance` (5)
-and `exclude_border` (True, as the reference AL path), via `heatmaps.local_maxima`. The peak
+and `exclude_border` (True, as the reference AL path), via `heatmaps.local_maxima`; both are
+cells of the paper's 64x64 heatmaps (`reference_size=64`, the default of `select`; `entropy`
+takes cells of the given maps unless told) scaled to the model's maps (5 is 1 cell on 16x16, 3
+on 32x32), so small maps keep their interior peaks. The peak
 values become probabilities and H_j = -sum p log p (nats); the image score is sum_j H_j over
 joints with at least one peak (the reference AL path; `reduce='mean'` gives the viz variant's
 mean over those joints). The highest are selected.
@@ -24,12 +27,13 @@ REQUIRES_AUX = None
 
 
 @functools.partial(jax.jit, static_argnames=("num_peaks", "min_distance", "exclude_border",
-                                             "normalise", "reduce"))
+                                             "normalise", "reduce", "reference_size"))
 def entropy(heatmaps_BxHxWxJ, *, num_peaks: int = 5, min_distance: int = 5,
-            exclude_border: bool | int = True, normalise: str = "sum", reduce: str = "sum"):
-    """Multi-peak entropy of each image, (B,)."""
+            exclude_border: bool | int = True, normalise: str = "sum", reduce: str = "sum",
+            reference_size: int | None = None):
+    """Multi-peak entropy of each image, (B,); `reference_size` as `heatmaps.local_maxima`."""
     peaks = hm.local_maxima(heatmaps_BxHxWxJ, num_peaks, min_distance=min_distance,
-                            exclude_border=exclude_border)
+                            exclude_border=exclude_border, reference_size=reference_size)
     valid = peaks.valid
     if normalise == "sum":
         v = jnp.where(valid, jnp.maximum(peaks.values, 0.0), 0.0)
@@ -53,10 +57,10 @@ def entropy(heatmaps_BxHxWxJ, *, num_peaks: int = 5, min_distance: int = 5,
 
 
 def select(ctx: Context, *, num_peaks: int = 5, min_distance: int = 5,
-           exclude_border: bool | int = True, normalise: str = "sum",
-           reduce: str = "sum") -> Selection:
+           exclude_border: bool | int = True, normalise: str = "sum", reduce: str = "sum",
+           reference_size: int | None = hm.REFERENCE_MAP_SIZE) -> Selection:
     opts = dict(num_peaks=num_peaks, min_distance=min_distance, exclude_border=exclude_border,
-                normalise=normalise, reduce=reduce)
+                normalise=normalise, reduce=reduce, reference_size=reference_size)
     idx, out = common.stream_outputs(
         ctx, ctx.pool, ("heatmaps_BxHxWxJ",),
         post=lambda o: {"h": entropy(o["heatmaps_BxHxWxJ"], **opts)},

@@ -4,50 +4,57 @@ Human (heatmap task): `likelihood.score_heatmaps` of the last-stack heatmaps und
 auxiliary net's per-link bone-length Gaussians (`vl4pose_heatmap` head). Defaults as the original
 AL code (reference §4.2): one peak per joint (`num_peaks=1`), `min_distance=8`,
 `exclude_border=True`, the reference aggregation `mode='reference'` (with one peak all modes
-equal sum_links log N(bone length; mu, e^s)); `mode='expected'` or `'max'` and more peaks are
-options. Hands (regression task): `likelihood.score_regression` of DeepPrior's deterministic pose
-(or the MC mean with `mc_samples` > 0) under the `vl4pose_regression` head's per-link offset
-Gaussians. The lowest log-likelihoods are selected; `scores` are the negated log-likelihoods
-(higher = more informative), computed per batch on device.
+equal sum_links log N(bone length; mu, e^s)); the other modes of `likelihood.score_heatmaps`
+and more peaks are options. `min_distance` and an int `exclude_border` are cells of the paper's
+64x64 heatmaps (`reference_size=64`), scaled to the model's heatmaps (8 is 2 cells on 16x16
+maps, 4 on 32x32; `heatmaps.peak_spacing`); `reference_size=None` takes them as cells of the
+actual maps. Hands (regression task): `likelihood.score_regression` of DeepPrior's
+deterministic pose (or the MC mean with `mc_samples` > 0) under the `vl4pose_regression` head's
+per-link offset Gaussians. The lowest log-likelihoods are selected; `scores` are the negated
+log-likelihoods (higher = more informative), computed per batch on device.
 """
 import numpy as np
 
-from vl4pose_jax import likelihood
+from vl4pose_jax import heatmaps, likelihood
 from vl4pose_jax.acquisition import common
 from vl4pose_jax.acquisition.common import Context, Selection
 
 TASKS = ("heatmap", "regression")
 REQUIRES_AUX = {"heatmap": "vl4pose_heatmap", "regression": "vl4pose_regression"}
+REFERENCE_SIZE = heatmaps.REFERENCE_MAP_SIZE
 
 
 def log_likelihoods(ctx: Context, indices, *, num_peaks: int = 1, min_distance: int = 8,
                     exclude_border: bool | int = True, mode: str = "reference",
-                    gather: bool = True):
+                    reference_size: int | None = REFERENCE_SIZE, gather: bool = True):
     """(record_indices, log-likelihood per record); `gather` as `common.stream`."""
     if ctx.task == "heatmap":
         def post(out):
             return {"ll": likelihood.score_heatmaps(
                 out["heatmaps_BxHxWxJ"], out["link_params_BxLx2"], ctx.skeleton,
                 num_peaks=num_peaks, min_distance=min_distance, exclude_border=exclude_border,
-                mode=mode)}
+                reference_size=reference_size, mode=mode)}
         keys = ("heatmaps_BxHxWxJ", "link_params_BxLx2")
     else:
         def post(out):
             return {"ll": likelihood.score_regression(out["pose_BxJx3"], out["offsets_BxLx3"],
                                                       out["cov_factor_BxLx3x3"], ctx.skeleton)}
         keys = ("pose_BxJx3", "offsets_BxLx3", "cov_factor_BxLx3x3")
-    post_key = ("vl4pose", ctx.skeleton, num_peaks, min_distance, exclude_border, mode)
+    post_key = ("vl4pose", ctx.skeleton, num_peaks, min_distance, exclude_border, reference_size,
+                mode)
     idx, out = common.stream_outputs(ctx, indices, keys, post=post, post_key=post_key,
                                      desc="vl4pose", gather=gather)
     return idx, out["ll"]
 
 
 def select(ctx: Context, *, num_peaks: int = 1, min_distance: int = 8,
-           exclude_border: bool | int = True, mode: str = "reference") -> Selection:
+           exclude_border: bool | int = True, mode: str = "reference",
+           reference_size: int | None = REFERENCE_SIZE) -> Selection:
     """The `budget` lowest VL4Pose log-likelihoods (ties: smaller record index)."""
     if ctx.skeleton is None:
         raise ValueError("vl4pose needs ctx.skeleton")
     idx, ll = log_likelihoods(ctx, ctx.pool, num_peaks=num_peaks, min_distance=min_distance,
-                              exclude_border=exclude_border, mode=mode, gather=False)
+                              exclude_border=exclude_border, mode=mode,
+                              reference_size=reference_size, gather=False)
     picks = common.top_pool(ll, idx, common.num_to_select(ctx), highest=False)
     return Selection(indices=picks, scores=-np.asarray(ll, np.float64), scored_indices=idx)
