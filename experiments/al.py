@@ -69,6 +69,8 @@ flags.DEFINE_string("data_dir", None, "TFDS data directory (default: $VL4POSE_DA
                     "~/tensorflow_datasets).")
 flags.DEFINE_string("data_config", None, "Dataset config (synthetic sets: tiny, small, default).")
 flags.DEFINE_integer("batch_size", None, "Batch size (protocol default).")
+flags.DEFINE_integer("min_steps", None, "Each training runs at least this many optimizer steps "
+                     "(protocol default; for small labelled sets at a large batch).")
 flags.DEFINE_float("lr", None, "Adam learning rate (default: 3e-4 hourglass, 1e-3 DeepPrior, "
                    "3e-3 on synthetic_human).")
 flags.DEFINE_integer("checkpoint_every", 10, "Epochs between mid-training checkpoints (0: only "
@@ -109,10 +111,14 @@ def config_from_flags() -> simulate.Config:
                                        + ", ".join(PROTOCOLS) + ".")
     protocol = dict(PROTOCOLS[protocol_name])
     for name in ("init_size", "budget", "rounds", "epochs", "cycle_epochs", "retrain", "preset",
-                 "batch_size", "pre_subset", "data_config", "lr"):
+                 "batch_size", "pre_subset", "data_config", "lr", "min_steps"):
         value = getattr(FLAGS, name)
         if value is not None:
             protocol[name] = value
+    if protocol["retrain"] == "scratch" and FLAGS.cycle_epochs is not None:
+        raise simulate.SimulationError(
+            f"--cycle_epochs={FLAGS.cycle_epochs} has no effect with --retrain=scratch: every "
+            "from-scratch round trains --epochs, so that rounds differ only in their labels.")
     pre = protocol.get("pre_subset")
     if pre is not None:
         protocol["pre_subset"] = float(pre) if pre <= 1 else int(pre)

@@ -76,7 +76,9 @@ class Config:
     labelled records, so `rounds + 1` trainings and evaluations. `retrain` 'finetune' (warm
     start, VL4Pose paper: `epochs` for the first training, `cycle_epochs` for later ones) or
     'scratch' (fresh initialisation every round, CKE paper: every round trains `epochs`, so
-    that rounds differ only in their labelled sets; `cycle_epochs` is unused). `pre_subset`: score only a random
+    that rounds differ only in their labelled sets; `cycle_epochs` is unused). `min_steps`: every
+    training runs at least this many optimizer steps (small labelled sets at a large batch,
+    e.g. 100 hands at batch 64, give one step per epoch). `pre_subset`: score only a random
     subset of the pool (int count or float fraction), None for the whole pool. `crash_at`
     (tests): 'round:R' raises `SimulatedCrash` right after round R's checkpoint of the first
     (method, seed), 'train:R:S' right after the mid-training checkpoint at step S of round R.
@@ -99,6 +101,7 @@ class Config:
     data_config: str | None = None
     data_dir: str | None = None
     batch_size: int = 16
+    min_steps: int = 0
     lr: float | None = None
     pre_subset: Any = None
     method_options: dict = dataclasses.field(default_factory=dict)
@@ -224,8 +227,8 @@ def validate(config: Config) -> Data:
     for name in ("budget", "init_size", "batch_size", "trials"):
         if getattr(config, name) < 1:
             raise SimulationError(f"--{name} must be at least 1, got {getattr(config, name)}.")
-    if config.rounds < 0 or config.epochs < 0 or config.cycle_epochs < 0:
-        raise SimulationError("--rounds, --epochs and --cycle_epochs must be >= 0.")
+    if min(config.rounds, config.epochs, config.cycle_epochs, config.min_steps) < 0:
+        raise SimulationError("--rounds, --epochs, --cycle_epochs and --min_steps must be >= 0.")
     try:
         d = load_data(config)
     except data.DatasetNotPreparedError as err:
@@ -363,13 +366,14 @@ _TRAIN_KEYS = {"heatmap": ("image", "heatmaps", "joints", "visible"),
 def train_round(config: Config, d: Data, n: Nets, state, labelled_N, epochs: int, rnd: int,
                 desc: str, *, start_step: int = 0, iterator_state: bytes | None = None,
                 checkpoint=None):
-    """`epochs` passes (drop-remainder batches) over the labelled set; returns the new state.
+    """`epochs` passes (drop-remainder batches) over the labelled set, and at least
+    `config.min_steps` steps; returns the new state.
     Every `config.checkpoint_every` epochs, `checkpoint(state, steps_done, iterator_state)`;
     `start_step` / `iterator_state` resume from such a checkpoint."""
     mesh = parallel.train_mesh()
     batch_size = global_batch_size(config.batch_size, len(labelled_N), mesh)
     steps_per_epoch = max(1, len(labelled_N) // batch_size)
-    steps = epochs * steps_per_epoch
+    steps = max(epochs * steps_per_epoch, config.min_steps) if epochs > 0 else 0
     if steps <= start_step:
         return state
     multi = jax.process_count() > 1
@@ -659,8 +663,9 @@ def check_workdir(config: Config, workdir) -> None:
     path = workdir / CONFIG_FILE
     ident = config.identity()
     if path.exists():
-        # Workdirs written before --precision / --num_workers existed: their defaults.
-        old = {"precision": "float32", "num_workers": 0, **json.loads(path.read_text())}
+        # Workdirs written before --precision / --num_workers / --min_steps: their defaults.
+        old = {"precision": "float32", "num_workers": 0, "min_steps": 0,
+               **json.loads(path.read_text())}
         if old != ident:
             diff = {k: (old.get(k), ident.get(k)) for k in sorted(set(old) | set(ident))
                     if old.get(k) != ident.get(k)}
