@@ -12,7 +12,7 @@ Gaussians. The lowest log-likelihoods are selected; `scores` are the negated log
 """
 import numpy as np
 
-from vl4pose_jax import likelihood
+from vl4pose_jax import heatmaps, likelihood
 from vl4pose_jax.acquisition import common
 from vl4pose_jax.acquisition.common import Context, Selection
 
@@ -22,23 +22,31 @@ REQUIRES_AUX = {"heatmap": "vl4pose_heatmap", "regression": "vl4pose_regression"
 
 def log_likelihoods(ctx: Context, indices, *, num_peaks: int = 1, min_distance: int = 8,
                     exclude_border: bool | int = True, mode: str = "reference",
-                    gather: bool = True):
-    """(record_indices, log-likelihood per record); `gather` as `common.stream`."""
+                    gather: bool = True, with_joints: bool = False):
+    """(record_indices, log-likelihood per record); `gather` as `common.stream`.
+    `with_joints` (heatmap task): also the decoded joints (N, J, 2) in heatmap cells, from the
+    same pass: (record_indices, log-likelihoods, joints)."""
     if ctx.task == "heatmap":
         def post(out):
-            return {"ll": likelihood.score_heatmaps(
+            res = {"ll": likelihood.score_heatmaps(
                 out["heatmaps_BxHxWxJ"], out["link_params_BxLx2"], ctx.skeleton,
                 num_peaks=num_peaks, min_distance=min_distance, exclude_border=exclude_border,
                 mode=mode)}
+            if with_joints:
+                res["joints"] = heatmaps.decode(out["heatmaps_BxHxWxJ"])[0]
+            return res
         keys = ("heatmaps_BxHxWxJ", "link_params_BxLx2")
     else:
         def post(out):
             return {"ll": likelihood.score_regression(out["pose_BxJx3"], out["offsets_BxLx3"],
                                                       out["cov_factor_BxLx3x3"], ctx.skeleton)}
         keys = ("pose_BxJx3", "offsets_BxLx3", "cov_factor_BxLx3x3")
-    post_key = ("vl4pose", ctx.skeleton, num_peaks, min_distance, exclude_border, mode)
+    post_key = ("vl4pose", ctx.skeleton, num_peaks, min_distance, exclude_border, mode,
+                with_joints)
     idx, out = common.stream_outputs(ctx, indices, keys, post=post, post_key=post_key,
                                      desc="vl4pose", gather=gather)
+    if with_joints:
+        return idx, out.get("ll"), out.get("joints")
     return idx, out["ll"]
 
 

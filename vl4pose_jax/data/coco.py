@@ -243,6 +243,43 @@ def read_coco(path, *, category=None, require_annotations=True) -> CocoFile:
     return CocoFile(path, raw, cat, names, pairs, images, people, skipped)
 
 
+def read_coco_boxes(path) -> dict:
+    """{file_name: [(x0, y0, x1, y1), ...]} from a COCO file of person boxes (`bbox` per
+    annotation; keypoints not needed), people in annotation-id order."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise CocoError(f"{path}: file not found")
+    try:
+        raw = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as err:
+        raise CocoError(f"{path}: not valid JSON ({err}). {FORMAT_HELP}") from None
+    if not isinstance(raw, dict):
+        raise _err(path, "(top level)", "not a JSON object")
+    for field in ("images", "annotations"):
+        if not isinstance(raw.get(field), list):
+            raise _err(path, field, "missing or not a list")
+    names = {}
+    for i, im in enumerate(raw["images"]):
+        if not isinstance(im, dict) or "id" not in im or "file_name" not in im:
+            raise _err(path, f"images[{i}]", "needs `id` and `file_name`")
+        names[im["id"]] = check_file_name(im["file_name"], path, f"images[{i}].file_name")
+    out: dict = {}
+    anns = sorted(enumerate(raw["annotations"]),
+                  key=lambda t: (t[1].get("id", t[0]) if isinstance(t[1], dict) else t[0], t[0]))
+    for i, ann in anns:
+        if not isinstance(ann, dict) or ann.get("image_id") not in names:
+            raise _err(path, f"annotations[{i}].image_id", "missing or not an image id")
+        bbox = ann.get("bbox")
+        try:
+            x, y, w, h = (float(t) for t in bbox)
+        except (TypeError, ValueError):
+            raise _err(path, f"annotations[{i}].bbox", f"{bbox!r} is not [x, y, w, h]") from None
+        if not (w > 0 and h > 0 and np.all(np.isfinite([x, y, w, h]))):
+            raise _err(path, f"annotations[{i}].bbox", f"{bbox!r} has no area")
+        out.setdefault(names[ann["image_id"]], []).append((x, y, x + w, y + h))
+    return out
+
+
 def bbox_corners(bbox, joints, vis, path="", field="bbox") -> np.ndarray:
     """(x0, y0, x1, y1) from a COCO [x, y, w, h] box, else the labelled keypoints' box."""
     if bbox is not None:
