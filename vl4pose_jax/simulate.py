@@ -537,7 +537,10 @@ def load_trained(workdir, method: str | None = None, seed: int | None = None,
         raise SimulationError(f"{workdir} holds seeds {config.seed}.."
                               f"{config.seed + config.trials - 1}, not {seed}.")
     config = dataclasses.replace(config, seed=seed)
-    data.spec(config.dataset, data_dir=config.data_dir)  # COCO sets: read their skeleton
+    if data.spec(config.dataset, data_dir=config.data_dir).skeleton is None:  # COCO sets
+        raise SimulationError(f"dataset {config.dataset!r} of {workdir} is not prepared in "
+                              f"{config.data_dir or data.default_data_dir()}; pass the data "
+                              "directory it was built in (--data_dir).")
     path = checkpoints.run_dir(workdir, method, seed) / "rounds"
     mngr = checkpoints.manager(path, create=False) if path.is_dir() else None
     step = None if mngr is None else mngr.latest_step()
