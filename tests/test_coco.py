@@ -336,3 +336,43 @@ def test_prepare_refuses_mismatched_files(tmp_path):
     with pytest.raises(coco.CocoError, match=r"test\.json.*keypoints"):
         coco.prepare(manual, data_dir=tmp_path / "tfds", log_fn=lambda *a: None)
     assert not (tmp_path / "tfds").exists()
+
+
+def test_prepare_a_non_tree_skeleton(tmp_path):
+    """17 COCO-person joints with the COCO skeleton (cycles): a spanning tree, recorded."""
+    shared = require_shared_data()
+    from vl4pose_jax import data
+    manual = coco_util.write_dataset(shared, tmp_path / "m", {"train": range(3),
+                                                             "test": range(3, 5)})
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        raw = json.loads((manual / f"{split}.json").read_text())
+        raw["categories"] = [{"id": 1, "name": "person", "keypoints": COCO_PERSON,
+                              "skeleton": COCO_PERSON_SKELETON}]
+        for ann in raw["annotations"]:
+            x, y, w, h = ann["bbox"]
+            pts = rng.uniform([x, y], [x + w, y + h], size=(17, 2))
+            ann["keypoints"] = [float(v) for p in pts for v in (*p, 2)]
+        (manual / f"{split}.json").write_text(json.dumps(raw))
+    data_dir = tmp_path / "tfds"
+    coco.prepare(manual, data_dir=data_dir, log_fn=lambda *a: None)
+    meta = coco.read_meta(data_dir)
+    assert "spanning tree" in meta["tree"] and len(meta["links"]) == 16
+    source = data.load("coco_keypoints", "train", data_dir=data_dir)
+    assert source.skeleton.num_joints == 17 and source[0]["joints"].shape == (17, 2)
+    assert data.spec("coco_keypoints").skeleton.num_links == 16
+
+
+def test_prepare_command_reports_bad_input(tmp_path):
+    import subprocess
+    import sys
+    manual = tmp_path / "m"
+    (manual / "images").mkdir(parents=True)
+    path = _minimal(manual, annotations=[{"id": 1, "image_id": 1, "keypoints": [1, 2]}])
+    (manual / "test.json").write_text(path.read_text())
+    proc = subprocess.run([sys.executable, "-m", "vl4pose_jax.data.prepare",
+                           "--dataset=coco_keypoints", f"--manual_dir={manual}",
+                           f"--data_dir={tmp_path / 'tfds'}"], capture_output=True, text=True,
+                          cwd=pathlib.Path(__file__).resolve().parents[1], timeout=120)
+    assert proc.returncode == 1
+    assert "train.json" in proc.stderr and "annotations[0].keypoints" in proc.stderr
