@@ -376,3 +376,20 @@ def test_prepare_command_reports_bad_input(tmp_path):
                           cwd=pathlib.Path(__file__).resolve().parents[1], timeout=120)
     assert proc.returncode == 1
     assert "train.json" in proc.stderr and "annotations[0].keypoints" in proc.stderr
+
+
+def test_other_methods_rank_with_their_own_scores(loop, tmp_path):
+    from experiments import score
+    from vl4pose_jax import rank
+    out, scored = score.run(loop["w1"], loop["new"], tmp_path / "me", top_k=3,
+                            method="multipeak_entropy", progress=False, log=lambda *a: None)
+    order = scored.image_order
+    assert np.all(np.diff(scored.image_score[order]) <= 0)     # highest entropy first
+    _check_coco_file(out / "top_k.coco.json")
+    out, scored = score.run(loop["w1"], loop["new"], tmp_path / "cs", top_k=3, method="coreset",
+                            progress=False, log=lambda *a: None)
+    assert len(set(scored.image_order.tolist())) == 12
+    with pytest.raises(rank.InputError, match="learning_loss"):
+        score.run(loop["w1"], loop["new"], tmp_path / "ll", top_k=3, method="learning_loss",
+                  progress=False)
+    assert not (tmp_path / "ll").exists()
