@@ -143,6 +143,15 @@ def _check_label_studio(folder, num_joints):
     return tasks
 
 
+def _score(loop, images, out, **kw):
+    """`experiments.score.run` with the loop's workdir and data directory (as the command is
+    given `--data_dir`)."""
+    from experiments import score
+    kw.setdefault("progress", False)
+    kw.setdefault("log", lambda *a: None)
+    return score.run(loop["w1"], images, out, data_dir=str(loop["data_dir"]), **kw)
+
+
 @pytest.fixture(scope="module")
 def loop(tmp_path_factory):
     """Part of LSPET as a COCO dataset (train 16, pool 8, test 8), prepared; a micro vl4pose
@@ -175,7 +184,7 @@ def test_full_loop_on_real_images(loop):
     from experiments import score
     from vl4pose_jax import simulate
     base, manual, data_dir = loop["base"], loop["manual"], loop["data_dir"]
-    out, scored = score.run(loop["w1"], loop["new"], base / "out", top_k=5, progress=False,
+    out, scored = _score(loop, loop["new"], base / "out", top_k=5, progress=False,
                             log=lambda *a: None)
     # ranking.csv: every input, rank 1..12, keypoints in original pixels
     import csv
@@ -266,7 +275,7 @@ def test_video_frames_are_ranked_and_written(loop, tmp_path):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
-    out, scored = score.run(loop["w1"], video, tmp_path / "out", top_k=2, stride=2,
+    out, scored = _score(loop, video, tmp_path / "out", top_k=2, stride=2,
                             progress=False, log=lambda *a: None)
     assert scored.inputs.frames == [0, 2, 4]
     frames = sorted(p.relative_to(out / "frames").as_posix() for p in (out / "frames").rglob("*.png"))
@@ -290,7 +299,7 @@ def test_person_boxes_give_one_crop_each(loop, tmp_path):
              "categories": [{"id": 1, "name": "person"}]}
     path = tmp_path / "boxes.json"
     path.write_text(json.dumps(boxes))
-    out, scored = score.run(loop["w1"], loop["new"], tmp_path / "out", top_k=2, boxes=path,
+    out, scored = _score(loop, loop["new"], tmp_path / "out", top_k=2, boxes=path,
                             progress=False, log=lambda *a: None)
     assert len(scored.inputs.crops) == 3
     c = _check_coco_file(out / "top_k.coco.json")
@@ -303,7 +312,7 @@ def test_bad_scoring_input_is_refused_without_output(loop, tmp_path):
     from vl4pose_jax import rank, simulate
     from vl4pose_jax.data import builders
     with pytest.raises(rank.InputError, match="top_k=13.*12 images"):
-        score.run(loop["w1"], loop["new"], tmp_path / "o1", top_k=13, progress=False)
+        _score(loop, loop["new"], tmp_path / "o1", top_k=13, progress=False)
     assert not (tmp_path / "o1").exists()
     (tmp_path / "empty_workdir").mkdir()
     with pytest.raises(simulate.SimulationError, match="config.json"):
@@ -313,9 +322,9 @@ def test_bad_scoring_input_is_refused_without_output(loop, tmp_path):
     victim = sorted(bad.iterdir())[3]
     victim.write_bytes(victim.read_bytes()[:200])
     with pytest.raises(builders.CorruptImageError, match=victim.name):
-        score.run(loop["w1"], bad, tmp_path / "o3", top_k=2, progress=False)
+        _score(loop, bad, tmp_path / "o3", top_k=2, progress=False)
     assert not (tmp_path / "o3").exists() and not list(tmp_path.glob(".o3.partial-*"))
-    out, scored = score.run(loop["w1"], bad, tmp_path / "o4", top_k=2, progress=False,
+    out, scored = _score(loop, bad, tmp_path / "o4", top_k=2, progress=False,
                             skip_corrupt=True, log=lambda *a: None)
     assert len(scored.skipped) == 1 and (out / "skipped.txt").is_file()
     assert scored.image_rank[3] == 0
@@ -323,7 +332,7 @@ def test_bad_scoring_input_is_refused_without_output(loop, tmp_path):
     boxes.write_text(json.dumps({"images": [{"id": 1, "file_name": "../../etc/x.jpg"}],
                                  "annotations": []}))
     with pytest.raises(coco.CocoError, match="outside"):
-        score.run(loop["w1"], loop["new"], tmp_path / "o5", top_k=2, boxes=boxes)
+        _score(loop, loop["new"], tmp_path / "o5", top_k=2, boxes=boxes)
 
 
 def test_prepare_refuses_mismatched_files(tmp_path):
@@ -381,15 +390,15 @@ def test_prepare_command_reports_bad_input(tmp_path):
 def test_other_methods_rank_with_their_own_scores(loop, tmp_path):
     from experiments import score
     from vl4pose_jax import rank
-    out, scored = score.run(loop["w1"], loop["new"], tmp_path / "me", top_k=3,
+    out, scored = _score(loop, loop["new"], tmp_path / "me", top_k=3,
                             method="multipeak_entropy", progress=False, log=lambda *a: None)
     order = scored.image_order
     assert np.all(np.diff(scored.image_score[order]) <= 0)     # highest entropy first
     _check_coco_file(out / "top_k.coco.json")
-    out, scored = score.run(loop["w1"], loop["new"], tmp_path / "cs", top_k=3, method="coreset",
+    out, scored = _score(loop, loop["new"], tmp_path / "cs", top_k=3, method="coreset",
                             progress=False, log=lambda *a: None)
     assert len(set(scored.image_order.tolist())) == 12
     with pytest.raises(rank.InputError, match="learning_loss"):
-        score.run(loop["w1"], loop["new"], tmp_path / "ll", top_k=3, method="learning_loss",
+        _score(loop, loop["new"], tmp_path / "ll", top_k=3, method="learning_loss",
                   progress=False)
     assert not (tmp_path / "ll").exists()

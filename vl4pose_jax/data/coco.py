@@ -418,7 +418,14 @@ def spec(name: str, data_dir=None):
     if meta is None:
         return DatasetSpec(name, "human", None, ("train", "test"), metric="pck")
     sp = DatasetSpec(name, "human", skeleton_from_meta(meta), tuple(meta["splits"]), metric="pck")
+    previous = _RESOLVED.get(name)
     _RESOLVED[name] = sp
+    if previous is not None and previous.skeleton != sp.skeleton:
+        # Another dataset of this name (another data_dir) in the same process: the simulator's
+        # networks are cached by dataset name, so drop them.
+        simulate = sys.modules.get("vl4pose_jax.simulate")
+        if simulate is not None:
+            simulate.nets.cache_clear()
     return sp
 
 
@@ -543,13 +550,12 @@ def prepare(manual_dir, *, data_dir=None, root=None, links=None, category=None,
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(meta, indent=1))
     os.replace(tmp, path)
-    _RESOLVED.pop(name, None)
     log_fn(f"{name}: {len(coco.names)} joints; tree: {how}; flip pairs: {meta['flips_named']}")
     builder = builders.build(name, manual_dir=manual, data_dir=data_dir,
                              skip_corrupt=skip_corrupt)
     meta["splits"] = [s for s in SPLIT_FILES if s in builder.info.splits]
     path.write_text(json.dumps(meta, indent=1))
-    _RESOLVED.pop(name, None)
+    spec(name, data_dir)  # this process now means this dataset by `name`
     return builder
 
 
