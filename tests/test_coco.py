@@ -402,3 +402,26 @@ def test_other_methods_rank_with_their_own_scores(loop, tmp_path):
         _score(loop, loop["new"], tmp_path / "ll", top_k=3, method="learning_loss",
                   progress=False)
     assert not (tmp_path / "ll").exists()
+
+
+def test_scoring_uses_every_device(loop, tmp_path):
+    """The command on 4 forced host devices (batches of 5 padded to 8 and sharded) ranks like
+    one device, to float tolerance."""
+    import os
+    import subprocess
+    import sys
+    _, single = _score(loop, loop["new"], tmp_path / "one", top_k=3, batch_size=5)
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
+               JAX_PLATFORMS="cpu")
+    root = pathlib.Path(__file__).resolve().parents[1]
+    env["PYTHONPATH"] = str(root)
+    proc = subprocess.run([sys.executable, "-m", "experiments.score", f"--workdir={loop['w1']}",
+                           f"--images={loop['new']}", "--top_k=3", f"--out={tmp_path / 'four'}",
+                           f"--data_dir={loop['data_dir']}", "--batch_size=5", "--noprogress"],
+                          env=env, capture_output=True, text=True, timeout=400, cwd=root)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    import csv
+    rows = list(csv.DictReader(open(tmp_path / "four" / "ranking.csv")))
+    four = {r["input"]: float(r["score"]) for r in rows}
+    for pos, name in enumerate(single.inputs.names):
+        assert four[name] == pytest.approx(single.score[pos], rel=1e-4, abs=1e-3)

@@ -16,7 +16,7 @@ complete. Files:
                          (recorded in `info`): the input folder, or `frames/` for a video.
   label_studio/tasks.json, label_studio/labeling_config.xml
                          Label Studio import: one task per top-N input, `data.image` =
-                         `image_url_prefix` + file_name (default Label Studio's local-files
+                         `image_url_prefix` + file_name (URL-quoted; default Label Studio's local-files
                          URL, `/data/local-files/?d=`), `predictions` with one `keypointlabels`
                          result per joint and person.
   gallery.png            the top N (at most 48 shown) with their predicted skeletons.
@@ -40,6 +40,7 @@ import os
 import pathlib
 import shutil
 import tempfile
+from urllib.parse import quote
 from xml.sax.saxutils import quoteattr
 
 import numpy as np
@@ -174,7 +175,7 @@ def label_studio_tasks(scored, top, *, image_url_prefix=LOCAL_FILES_PREFIX,
                                "original_height": h, "image_rotation": 0,
                                "value": {"x": 100.0 * x / w, "y": 100.0 * y / h,
                                          "width": point_size, "keypointlabels": [names[j]]}})
-        tasks.append({"data": {"image": image_url_prefix + scored.inputs.names[pos],
+        tasks.append({"data": {"image": image_url_prefix + quote(scored.inputs.names[pos]),
                                "rank": rank, "frame": scored.inputs.frames[pos]},
                       "predictions": [{"model_version": model_version,
                                        "score": _float(scored.image_score[pos]),
@@ -237,13 +238,12 @@ def write(scored, out_dir, *, top_k: int, category: dict, overwrite: bool = Fals
     tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
     try:
         write_ranking_csv(scored, tmp / "ranking.csv")
-        images = rank.read_image(scored.inputs, top)
         if scored.inputs.kind == "video":
             images_root = out_dir.resolve() / "frames"
-            for pos in top:
+            for pos, image in rank.iter_images(scored.inputs, top):  # one at a time
                 dst = tmp / "frames" / scored.inputs.names[pos]
                 dst.parent.mkdir(parents=True, exist_ok=True)
-                images[pos].save(dst)
+                image.save(dst)
         else:
             images_root = scored.inputs.root.resolve()
         (tmp / "top_k.coco.json").write_text(json.dumps(
@@ -254,7 +254,8 @@ def write(scored, out_dir, *, top_k: int, category: dict, overwrite: bool = Fals
             model_version=f"vl4pose_jax {scored.method}"), indent=1))
         (tmp / "label_studio" / "labeling_config.xml").write_text(
             labeling_config(scored.skeleton.names))
-        gallery(scored, top, images, tmp / "gallery.png")
+        shown = top[:GALLERY_MAX]
+        gallery(scored, shown, dict(rank.iter_images(scored.inputs, shown)), tmp / "gallery.png")
         if scored.skipped:
             (tmp / "skipped.txt").write_text("\n".join(scored.skipped) + "\n")
         if out_dir.exists():

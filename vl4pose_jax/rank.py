@@ -358,21 +358,22 @@ def _image_ranking(inputs: Inputs, order, scores, ok):
     return image_order, image_score, image_rank
 
 
-def read_image(inputs: Inputs, positions: Sequence[int]):
-    """{position: PIL RGB image} of the given inputs (video: one sequential decode)."""
+def iter_images(inputs: Inputs, positions: Sequence[int]):
+    """(position, PIL RGB image) of the given inputs, one at a time (a video is decoded once,
+    up to the last wanted frame; frames come in frame order)."""
     from PIL import Image  # pylint: disable=import-outside-toplevel
-    wanted = set(int(p) for p in positions)
-    out = {}
+    wanted = [int(p) for p in positions]
+    if not wanted:
+        return
     if inputs.kind == "images":
         for p in wanted:
             with Image.open(inputs.root / inputs.names[p]) as im:
-                out[p] = im.convert("RGB")
-        return out
+                yield p, im.convert("RGB")
+        return
     frame_to_pos = {inputs.frames[p]: p for p in wanted}
     last = max(frame_to_pos)
     for frame_no, image in iter_frames(inputs.root):
         if frame_no in frame_to_pos:
-            out[frame_to_pos[frame_no]] = image
+            yield frame_to_pos[frame_no], image
         if frame_no >= last:
             break
-    return out
