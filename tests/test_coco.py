@@ -218,7 +218,10 @@ def test_full_loop_on_real_images(loop):
     annotated = base / "annotated.json"
     annotated.write_text(json.dumps(exported))
     old_ids = set(_source_ids(data_dir, "train"))
-    result = coco.merge(manual, annotated, data_dir=data_dir, log_fn=lambda *a: None)
+    with pytest.raises(coco.CocoError, match="--images.*exported from"):
+        coco.merge(manual, annotated, data_dir=data_dir, log_fn=lambda *a: None)
+    result = coco.merge(manual, annotated, images=loop["new"], data_dir=data_dir,
+                        log_fn=lambda *a: None)
     assert result["added_images"] == 5 and result["already_labelled"] == 0
     merged = _check_coco_file(manual / "train.json")
     assert len(merged.getImgIds()) == 21
@@ -228,7 +231,8 @@ def test_full_loop_on_real_images(loop):
     assert old_ids < set(new_ids) and len(new_ids) == 21 and len(set(new_ids)) == 21
     assert all((manual / "images" / n).is_file() for n in top_names)
     # Merging the same file again adds nothing.
-    again = coco.merge(manual, annotated, data_dir=data_dir, log_fn=lambda *a: None)
+    again = coco.merge(manual, annotated, images=loop["new"], data_dir=data_dir,
+                       log_fn=lambda *a: None)
     assert again["added_images"] == 0 and again["already_labelled"] == 5
     # Train again, starting from the previous weights.
     import dataclasses

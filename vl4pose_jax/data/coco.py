@@ -3,7 +3,7 @@ r"""COCO-keypoints datasets: your own labelled images as a TFDS dataset, and lab
     python -m vl4pose_jax.data.prepare --dataset=coco_keypoints --manual_dir=DIR \
         [--root=JOINT] [--links=a-b,b-c,...] [--data_dir=...]
     python -m vl4pose_jax.data.coco merge --manual_dir=DIR --annotations=ANNOTATED.json \
-        [--images=FOLDER] [--data_dir=...]
+        --images=FOLDER [--data_dir=...]
 
 `DIR` holds `images/` and COCO keypoints files `train.json` (the labelled set), `test.json`
 (a labelled test set that measures progress) and optionally `pool.json` (labelled, for
@@ -568,8 +568,9 @@ def merge(manual_dir, annotations, *, images=None, data_dir=None, rebuild=True,
     then rebuild the dataset. Images already in train/test/pool are left as they are
     (reported), so nothing labelled is lost or duplicated; new images and annotations get new
     ids (max + 1). `images`: the folder the annotated file's `file_name`s are relative to
-    (default: the `images_root` recorded by `experiments.score` in the file's `info`, else the
-    file's own folder). Returns counts. Everything is checked before anything is written."""
+    (default: the file's own folder; the `images_root` that `experiments.score` records in the
+    file's `info` is only quoted in the error, never followed, so a shared file cannot make the
+    tool read elsewhere). Returns counts. Everything is checked before anything is written."""
     manual = pathlib.Path(manual_dir)
     train_path = manual / "train.json"
     train = read_coco(train_path)
@@ -577,9 +578,8 @@ def merge(manual_dir, annotations, *, images=None, data_dir=None, rebuild=True,
     if new.names != train.names:
         raise _err(new.path, "categories[].keypoints", f"{list(new.names)} differ from the "
                    f"dataset's {list(train.names)} ({train_path})")
-    if images is None:
-        images = (new.raw.get("info") or {}).get("images_root") or new.path.parent
-    images = pathlib.Path(images)
+    recorded = (new.raw.get("info") or {}).get("images_root")
+    images = pathlib.Path(images) if images is not None else new.path.parent
     known = set(train.images[i]["file_name"] for i in train.images)
     for split in ("test", "pool"):
         if (manual / SPLIT_FILES[split]).is_file():
@@ -595,8 +595,11 @@ def merge(manual_dir, annotations, *, images=None, data_dir=None, rebuild=True,
             continue
         src = inside(images, im["file_name"])
         if not src.is_file():
-            raise CocoError(f"{new.path}: field `images[].file_name`: image {src} not found "
-                            "(give the folder the file names are relative to with --images)")
+            raise CocoError(f"{new.path}: field `images[].file_name`: image {src} not found; "
+                            "give the folder the file names are relative to with --images"
+                            + (f" (the file says it was exported from {recorded}; a path "
+                               "written in a shared file is never used without you)"
+                               if recorded else ""))
         dst = inside(manual / "images", im["file_name"])
         if dst.exists() and dst.read_bytes() != src.read_bytes():
             raise CocoError(f"{dst} exists and differs from {src}: rename the new image "
@@ -664,7 +667,7 @@ if __name__ == "__main__":
     flags.DEFINE_string("manual_dir", None, "The dataset's folder (images/, train.json, ...).")
     flags.DEFINE_string("annotations", None, "The annotated COCO keypoints file to merge.")
     flags.DEFINE_string("images", None, "Folder its file names are relative to (default: "
-                        "recorded by experiments.score, else the file's folder).")
+                        "the annotated file's folder).")
     flags.DEFINE_string("data_dir", None, "TFDS data directory of the dataset.")
     flags.mark_flags_as_required(["manual_dir", "annotations"])
     app.run(_main)
