@@ -19,5 +19,5 @@ setup(
     python_requires=">=3.11",
     packages=find_packages(include=["vl4pose_jax", "vl4pose_jax.*", "experiments", "experiments.*"]),
     install_requires=requirements,
-    extras_require={"test": ["pytest>=9.2.0", "scikit-image>=0.26.0"]},
+    extras_require={"test": ["pytest>=9.2.0", "scikit-image>=0.26.0", "pycocotools>=2.0.11"]},
 )

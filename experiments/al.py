@@ -41,6 +41,10 @@ PROTOCOLS = {
     "synthetic_human": dict(init_size=200, budget=100, rounds=3, epochs=30, cycle_epochs=10,
                             retrain="finetune", preset="tiny", batch_size=16, pre_subset=None,
                             data_config="small", lr=3e-3),
+    # Your own COCO keypoints data (data.coco): every train.json person labelled, no acquisition
+    # (rank new images with experiments.score); --rounds simulates on pool.json.
+    "coco_keypoints": dict(init_size=10**9, budget=100, rounds=0, epochs=100, cycle_epochs=50,
+                           retrain="finetune", preset="paper", batch_size=16, pre_subset=None),
     "synthetic_hand": dict(init_size=200, budget=100, rounds=3, epochs=30, cycle_epochs=10,
                            retrain="scratch", preset="tiny", batch_size=32, pre_subset=None,
                            data_config="small"),
@@ -96,6 +100,9 @@ flags.DEFINE_integer("num_processes", None, "--distributed: number of processes 
                      "detected by JAX).")
 flags.DEFINE_integer("process_id", None, "--distributed: this process's index, 0 .. "
                      "num_processes - 1 (default: detected by JAX).")
+flags.DEFINE_string("init_from", None, "Start round 0 from the newest trained state of this "
+                    "workdir (same method and dataset) instead of a fresh initialisation: "
+                    "fine-tuning after merging new labels. Part of the run's identity.")
 flags.DEFINE_string("crash_at", None, "Testing only: 'round:R' aborts after round R's "
                     "checkpoint, 'train:R:S' after the mid-training checkpoint at step S of round "
                     "R, to exercise resume.")
@@ -126,7 +133,7 @@ def config_from_flags() -> simulate.Config:
                            trials=FLAGS.trials, data_dir=FLAGS.data_dir,
                            checkpoint_every=FLAGS.checkpoint_every, crash_at=FLAGS.crash_at,
                            precision=FLAGS.precision, num_workers=FLAGS.num_workers,
-                           **protocol)
+                           init_from=FLAGS.init_from, **protocol)
 
 
 def main(argv):

@@ -86,7 +86,9 @@ class Config:
     `precision`: 'float32', or 'bfloat16' for bfloat16 compute with float32 parameters, optimiser
     state and losses (for GPU/TPU; XLA:CPU runs bfloat16 slowly). `num_workers`: grain worker
     processes decoding images (0: in the main process); grain splits the records among them, so
-    the order of training batches, and hence the results, depend on the count."""
+    the order of training batches, and hence the results, depend on the count. `init_from`: a
+    workdir whose newest trained state (`load_trained`) starts round 0 instead of a fresh
+    initialisation (fine-tuning after labels were merged into the dataset)."""
     dataset: str = "synthetic_human"
     methods: tuple = ("random",)
     seed: int = 0
@@ -110,6 +112,7 @@ class Config:
     progress: bool = True
     precision: str = "float32"
     num_workers: int = 0
+    init_from: str | None = None
 
     @property
     def task(self) -> str:
@@ -663,8 +666,8 @@ def check_workdir(config: Config, workdir) -> None:
     path = workdir / CONFIG_FILE
     ident = config.identity()
     if path.exists():
-        # Workdirs written before --precision / --num_workers / --min_steps: their defaults.
-        old = {"precision": "float32", "num_workers": 0, "min_steps": 0,
+        # Workdirs written before --precision / --num_workers / --init_from / --min_steps.
+        old = {"precision": "float32", "num_workers": 0, "init_from": None, "min_steps": 0,
                **json.loads(path.read_text())}
         if old != ident:
             diff = {k: (old.get(k), ident.get(k)) for k in sorted(set(old) | set(ident))
@@ -723,6 +726,10 @@ def load_trained(workdir, method: str | None = None, seed: int | None = None,
         raise SimulationError(f"{workdir} holds seeds {config.seed}.."
                               f"{config.seed + config.trials - 1}, not {seed}.")
     config = dataclasses.replace(config, seed=seed)
+    if data.spec(config.dataset, data_dir=config.data_dir).skeleton is None:  # COCO sets
+        raise SimulationError(f"dataset {config.dataset!r} of {workdir} is not prepared in "
+                              f"{config.data_dir or data.default_data_dir()}; pass the data "
+                              "directory it was built in (--data_dir).")
     path = checkpoints.run_dir(workdir, method, seed) / "rounds"
     mngr = checkpoints.manager(path, create=False) if path.is_dir() else None
     step = None if mngr is None else mngr.latest_step()
@@ -803,6 +810,12 @@ def _run_one(config: Config, d: Data, method: str, workdir: pathlib.Path, rows_b
     mngr, mid = checkpoints.manager(base / "rounds"), checkpoints.manager(base / "training")
     mesh = parallel.train_mesh()
     state = parallel.replicate(n.init(round_key(config.seed, 0, "init")), mesh)
+    if config.init_from and mngr.latest_step() is None:  # fine-tune a previous run's weights
+        prev = load_trained(config.init_from, method=method, seed=None,
+                            data_dir=config.data_dir)
+        state = parallel.replicate(prev.state, mesh)
+        log(f"[{method} seed {config.seed}] starting from {config.init_from} (round "
+            f"{prev.meta.get('round')})")
     labelled_N = initial_labelled(config, d)
     start = 0
     rows = rows_by_run[run_key]

@@ -9,7 +9,8 @@ synthetic human and hand sets, and the grain pipeline that crops, augments and b
 Modules: `formats` (label/image readers), `transforms`
 (human crop/augment/heatmaps), `hands` (depth crop, normalised UVD <-> mm), `builders` (TFDS
 builders, `build`), `synthetic` / `synthetic_builders` (the built-in sets), `loader` (`load`,
-`make_loader`, the batch contract), `prepare` (the CLI).
+`make_loader`, the batch contract), `prepare` (the CLI), `coco` (your own COCO-keypoints
+datasets and merging annotated files back).
 """
 from vl4pose_jax.data.builders import (CorruptImageError, DatasetNotPreparedError, build,
                                        default_data_dir, get_builder, prepare_command)

@@ -575,8 +575,8 @@ def default_data_dir() -> str:
 
 
 def builder_class(name: str):
-    from vl4pose_jax.data import synthetic_builders  # pylint: disable=import-outside-toplevel
-    classes = dict(REAL_BUILDERS, **synthetic_builders.SYNTHETIC_BUILDERS)
+    from vl4pose_jax.data import coco, synthetic_builders  # pylint: disable=import-outside-toplevel
+    classes = dict(REAL_BUILDERS, **synthetic_builders.SYNTHETIC_BUILDERS, **coco.BUILDERS)
     try:
         return classes[name]
     except KeyError:
@@ -625,7 +625,7 @@ def build(name: str, *, manual_dir=None, data_dir=None, config=None, skip_corrup
 def prepare_command(name: str, data_dir=None, config=None) -> str:
     """The shell command that builds `name` (for error messages)."""
     cmd = f"python -m vl4pose_jax.data.prepare --dataset={name}"
-    if name in REAL_BUILDERS:
+    if name in REAL_BUILDERS or name.startswith("coco"):
         cmd += " --manual_dir=<folder with the downloaded files>"
     if config:
         cmd += f" --config={config}"

@@ -69,10 +69,18 @@ SPECS = {
     "synthetic_hand": DatasetSpec("synthetic_hand", "hand", skeletons.icvl16,
                                   ("train", "pool", "test"), hands.INTRINSICS["synthetic_hand"],
                                   hands.CUBE_MM["synthetic_hand"], "mm"),
+    # Your own COCO keypoints data: joints and tree come from the prepared dataset (data.coco).
+    "coco_keypoints": DatasetSpec("coco_keypoints", "human", None, ("train", "test"),
+                                  metric="pck"),
 }
 
 
-def spec(name: str) -> DatasetSpec:
+def spec(name: str, data_dir=None) -> DatasetSpec:
+    """A dataset's spec. COCO-keypoints sets (`data.coco`) read theirs (the skeleton comes from
+    the category) from the prepared dataset in `data_dir` (default: the last one loaded)."""
+    from vl4pose_jax.data import coco  # pylint: disable=import-outside-toplevel
+    if coco.is_coco(name):
+        return coco.spec(name, data_dir)
     try:
         return SPECS[name]
     except KeyError:
@@ -145,7 +153,7 @@ def load(name: str, split: str, *, data_dir=None, config=None,
     that builds it) when it has not been built into `data_dir` (default: `$VL4POSE_DATA_DIR`,
     else ~/tensorflow_datasets). `build_if_missing=True` builds the synthetic sets (which need
     no download) on first use instead."""
-    sp = spec(name)
+    sp = spec(name, data_dir=data_dir)
     builder = builders.get_builder(name, data_dir=data_dir, config=config)
     if not builder.is_prepared() and build_if_missing and name.startswith("synthetic"):
         builder = builders.build(name, data_dir=data_dir, config=config)

@@ -15,13 +15,14 @@ import sys
 
 from absl import app, flags
 
-from vl4pose_jax.data import builders
+from vl4pose_jax.data import builders, coco
 
 
 def _help_text() -> str:
     lines = [__doc__, "Datasets and the files they expect:"]
     for name, cls in builders.REAL_BUILDERS.items():
         lines.append(f"  {name}: {cls.DOWNLOAD}")
+    lines.append(f"  {coco.DOWNLOAD} (see vl4pose_jax/data/coco.py)")
     lines.append("  synthetic_human, synthetic_hand: built-in generators, no download "
                  "(--config picks the sizes: default or tiny).")
     return "\n".join(lines)
@@ -32,9 +33,14 @@ def main(argv):
     f = flags.FLAGS
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        builder = builders.build(f.dataset, manual_dir=f.manual_dir, data_dir=f.data_dir,
-                                 config=f.config, skip_corrupt=f.skip_corrupt)
-    except (FileNotFoundError, builders.CorruptImageError, KeyError) as err:
+        if coco.is_coco(f.dataset):
+            builder = coco.prepare(f.manual_dir, data_dir=f.data_dir, root=f.root,
+                                   links=f.links, category=f.category,
+                                   skip_corrupt=f.skip_corrupt, overwrite=f.overwrite)
+        else:
+            builder = builders.build(f.dataset, manual_dir=f.manual_dir, data_dir=f.data_dir,
+                                     config=f.config, skip_corrupt=f.skip_corrupt)
+    except (FileNotFoundError, builders.CorruptImageError, KeyError, coco.CocoError) as err:
         print(f"error: {err}", file=sys.stderr)
         if isinstance(err, builders.CorruptImageError):
             print("(rerun with --skip_corrupt to skip such files and list them in "
@@ -46,8 +52,8 @@ def main(argv):
 
 
 def _define_flags():
-    flags.DEFINE_string("dataset", None, "lsp, lspet, mpii, icvl, nyu, synthetic_human or "
-                        "synthetic_hand.")
+    flags.DEFINE_string("dataset", None, "lsp, lspet, mpii, icvl, nyu, coco_keypoints, "
+                        "synthetic_human or synthetic_hand.")
     flags.DEFINE_string("manual_dir", None, "Folder with the downloaded, extracted files "
                         "(real datasets only; see the list above).")
     flags.DEFINE_string("data_dir", None, "TFDS data directory to build into (default: "
@@ -55,6 +61,13 @@ def _define_flags():
     flags.DEFINE_string("config", None, "Builder config (synthetic sets: sizes).")
     flags.DEFINE_bool("skip_corrupt", False, "Skip corrupt/truncated images and list them in "
                       "corrupt_files.txt beside the dataset, instead of stopping.")
+    flags.DEFINE_string("root", None, "coco_keypoints: root joint of the tree (default: the "
+                        "skeleton's centre).")
+    flags.DEFINE_list("links", None, "coco_keypoints: the tree as joint-name pairs a-b,b-c,... "
+                      "(default: the category's skeleton, or its spanning tree).")
+    flags.DEFINE_string("category", None, "coco_keypoints: the category (name or id) when "
+                        "several have keypoints.")
+    flags.DEFINE_bool("overwrite", False, "coco_keypoints: rebuild a dataset already built.")
     flags.mark_flag_as_required("dataset")
 
 

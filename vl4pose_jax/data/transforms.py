@@ -6,7 +6,8 @@ evaluation example of the batch contract. Numpy and Pillow only (safe in grain w
 processes; no JAX), deterministic given the `np.random.Generator` it is handed.
 
 Geometry, in one affine map (one resampling, zero padding outside the image):
-  * crop: centre = centre of the labelled joints' bounding box, side L = s * max(box w, box h)
+  * crop: centre = centre of the labelled joints' bounding box (or of the example's person
+    `box`, COCO sets; an explicit `crop` wins, see `example_crop`), side L = s * max(box w, box h)
     with s ~ U(1.5, 2.0) when training and s = 1.75 otherwise (scoring and evaluation use the
     same crop);
   * training augmentation, drawn per example: horizontal flip (p = 0.5, then left/right joint
@@ -69,6 +70,22 @@ def crop_window(joints_Jx2, visibility_J, crop_scale: float):
     x0, y0, x1, y1 = box
     side = crop_scale * max(x1 - x0, y1 - y0, MIN_BOX_PX)
     return np.array([(x0 + x1) / 2, (y0 + y1) / 2]), float(side)
+
+
+def example_crop(example, crop_scale: float):
+    """Centre (2,) and side (px) of an example's square crop: its `crop` (centre x, centre y,
+    side; used as given), else its person `box` (x0, y0, x1, y1: side = s x the longer box
+    side, COCO sets), else its labelled joints' box (`crop_window`)."""
+    crop = example.get("crop")
+    if crop is not None:
+        crop = np.asarray(crop, np.float64)
+        return crop[:2], float(crop[2])
+    box = example.get("box")
+    if box is not None and np.all(np.isfinite(box)) and box[2] > box[0] and box[3] > box[1]:
+        x0, y0, x1, y1 = (float(t) for t in box)
+        side = crop_scale * max(x1 - x0, y1 - y0, MIN_BOX_PX)
+        return np.array([(x0 + x1) / 2, (y0 + y1) / 2]), float(side)
+    return crop_window(example["joints"], example["visibility"], crop_scale)
 
 
 def crop_affine(center_xy, side_px, out_size: int, *, flip=False, rotation_deg=0.0,
@@ -153,7 +170,7 @@ def human_transform(example, rng: np.random.Generator | None = None, *, train: b
         s = float(rng.uniform(lo, hi))
     else:
         s = EVAL_CROP_SCALE if crop_scale is None else float(crop_scale)
-    center, side = crop_window(joints, visibility, s)
+    center, side = example_crop(example, s)
 
     flip = False
     a, b = crop_affine(center, side, image_size)

@@ -1,0 +1,431 @@
+"""COCO-keypoints datasets, ranking new images and video frames, exports, labels merged back.
+
+The loop test runs the whole real loop on LSPET images: part of LSPET written as COCO keypoints
+files, prepared, a micro model trained, the rest scored and exported, the export "annotated"
+(ground truth standing in for an annotator) and merged back, and a model fine-tuned from the
+previous weights. Exports are checked with real consumers: pycocotools, and the Label Studio
+predictions format as documented.
+"""
+import json
+import pathlib
+import shutil
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+
+from conftest import require_shared_data
+import coco_util
+from vl4pose_jax.data import coco
+
+# ----------------------------------------------------------------------------- no data needed
+
+COCO_PERSON = ["nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder",
+               "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
+               "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle"]
+COCO_PERSON_SKELETON = [[16, 14], [14, 12], [17, 15], [15, 13], [12, 13], [6, 12], [7, 13],
+                        [6, 7], [6, 8], [7, 9], [8, 10], [9, 11], [2, 3], [1, 2], [1, 3],
+                        [2, 4], [3, 5], [4, 6], [5, 7]]
+
+
+def test_tree_from_a_tree_skeleton_keeps_it():
+    names = ("a", "b", "c", "d")
+    links, root, how, dropped = coco.tree_links(names, [(0, 1), (1, 2), (1, 3)])
+    assert sorted(map(sorted, links)) == [[0, 1], [1, 2], [1, 3]] and not dropped
+    assert names[root] == "b" and "a tree" in how
+    links, root, _, _ = coco.tree_links(names, [(0, 1), (1, 2), (1, 3)], root="a")
+    assert root == 0 and links[0] == (0, 1)
+
+
+def test_coco_person_skeleton_gets_a_spanning_tree():
+    from vl4pose_jax import skeletons
+    pairs = [(a - 1, b - 1) for a, b in COCO_PERSON_SKELETON]
+    links, root, how, dropped = coco.tree_links(COCO_PERSON, pairs)
+    sk = skeletons.Skeleton(tuple(COCO_PERSON), tuple(links))  # validates: a tree
+    assert sk.num_links == 16 and len(dropped) == 19 - 16
+    assert "spanning tree" in how and "dropped" in how
+    flips = coco.flip_pairs(COCO_PERSON)
+    assert (COCO_PERSON.index("left_eye"), COCO_PERSON.index("right_eye")) in flips
+    assert len(flips) == 8
+
+
+def test_disconnected_skeleton_and_links_option():
+    names = ("a", "b", "c")
+    links, root, how, _ = coco.tree_links(names, [(0, 1)])
+    assert len(links) == 2 and "not reached" in how
+    links, root, how, _ = coco.tree_links(names, [], links=["a-b", "b-c"], root="a")
+    assert links == [(0, 1), (1, 2)] and "--links" in how
+    with pytest.raises(coco.CocoError, match="zz"):
+        coco.tree_links(names, [], links=["a-zz"])
+
+
+def _minimal(tmp_path, **changes):
+    raw = {"images": [{"id": 1, "file_name": "x.jpg", "width": 10, "height": 10}],
+           "annotations": [{"id": 1, "image_id": 1, "category_id": 1,
+                            "keypoints": [1, 1, 2, 2, 2, 1, 0, 0, 0]}],
+           "categories": [{"id": 1, "name": "p", "keypoints": ["a", "b", "c"],
+                           "skeleton": [[1, 2], [2, 3]]}]}
+    for key, value in changes.items():
+        raw[key] = value
+    path = tmp_path / "train.json"
+    path.write_text(json.dumps(raw) if not isinstance(raw, str) else raw)
+    return path
+
+
+def test_read_coco_maps_visibility_and_boxes(tmp_path):
+    c = coco.read_coco(_minimal(tmp_path))
+    (p,) = c.people
+    assert p.visibility.tolist() == [1, 0, -1]          # v 2, 1, 0
+    assert p.box.tolist() == [1, 1, 2, 2] and p.id == "x.jpg#0"
+
+
+@pytest.mark.parametrize("change,match", [
+    ({"annotations": [{"id": 1, "image_id": 1, "keypoints": [1, 1, 2]}]},
+     r"annotations\[0\]\.keypoints.*3 values.*3 keypoints"),
+    ({"categories": [{"id": 1, "keypoints": ["a", "b", "c"], "skeleton": [[1, 4]]}]},
+     r"skeleton\[0\].*unknown joint 4"),
+    ({"categories": [{"id": 1, "keypoints": ["a", "b", "c"], "skeleton": [["a", "q"]]}]},
+     r"unknown joint 'q'"),
+    ({"images": [{"id": 1, "file_name": "/etc/passwd"}]}, r"file_name.*outside"),
+    ({"images": [{"id": 1, "file_name": "../x.jpg"}]}, r"file_name.*outside"),
+    ({"categories": [{"id": 1, "name": "person"}]}, r"categories\[\]\.keypoints"),
+    ({"annotations": {"a": 1}}, r"`annotations`"),
+])
+def test_bad_coco_files_name_file_and_field(tmp_path, change, match):
+    path = _minimal(tmp_path, **change)
+    with pytest.raises(coco.CocoError, match=match) as err:
+        coco.read_coco(path)
+    assert str(path) in str(err.value)
+
+
+def test_not_json_and_not_coco(tmp_path):
+    path = tmp_path / "train.json"
+    path.write_text("{not json")
+    with pytest.raises(coco.CocoError, match="not valid JSON"):
+        coco.read_coco(path)
+    path.write_text("[1, 2]")
+    with pytest.raises(coco.CocoError, match="not a JSON object"):
+        coco.read_coco(path)
+
+
+# ----------------------------------------------------------------------------- real loop
+
+def _check_coco_file(path):
+    """pycocotools must load it; return the COCO object."""
+    from pycocotools.coco import COCO
+    c = COCO(str(path))
+    assert c.getImgIds() and c.getAnnIds()
+    return c
+
+
+def _check_label_studio(folder, num_joints):
+    """The Label Studio import, against the documented predictions / KeyPointLabels format."""
+    config = ET.fromstring((folder / "labeling_config.xml").read_text())
+    assert config.tag == "View"
+    image = config.find("Image")
+    control = config.find("KeyPointLabels")
+    labels = {e.get("value") for e in control.findall("Label")}
+    assert len(labels) == num_joints and control.get("toName") == image.get("name")
+    tasks = json.loads((folder / "tasks.json").read_text())
+    assert isinstance(tasks, list) and tasks
+    for task in tasks:
+        assert isinstance(task["data"][image.get("value").lstrip("$")], str)
+        (pred,) = task["predictions"]
+        assert isinstance(pred["result"], list) and pred["result"]
+        assert isinstance(pred.get("score"), float) and isinstance(pred["model_version"], str)
+        for r in pred["result"]:
+            assert r["from_name"] == control.get("name") and r["to_name"] == image.get("name")
+            assert r["type"] == "keypointlabels"
+            assert isinstance(r["original_width"], int) and isinstance(r["original_height"], int)
+            v = r["value"]
+            assert 0 <= v["x"] <= 100 and 0 <= v["y"] <= 100 and v["width"] > 0
+            assert len(v["keypointlabels"]) == 1 and v["keypointlabels"][0] in labels
+    return tasks
+
+
+def _score(loop, images, out, **kw):
+    """`experiments.score.run` with the loop's workdir and data directory (as the command is
+    given `--data_dir`)."""
+    from experiments import score
+    kw.setdefault("progress", False)
+    kw.setdefault("log", lambda *a: None)
+    return score.run(loop["w1"], images, out, data_dir=str(loop["data_dir"]), **kw)
+
+
+@pytest.fixture(scope="module")
+def loop(tmp_path_factory):
+    """Part of LSPET as a COCO dataset (train 16, pool 8, test 8), prepared; a micro vl4pose
+    model trained on train alone (rounds=0); 12 more images as the new, unlabelled data."""
+    shared = require_shared_data()
+    from vl4pose_jax import simulate
+    from vl4pose_jax.data import formats
+    base = tmp_path_factory.mktemp("coco_loop")
+    manual = coco_util.write_dataset(shared, base / "manual", {
+        "train": range(0, 16), "pool": range(16, 24), "test": range(24, 32)})
+    data_dir = base / "tfds"
+    builder = coco.prepare(manual, data_dir=data_dir)
+    assert {k: v.num_examples for k, v in builder.info.splits.items()} == {
+        "train": 16, "pool": 8, "test": 8}
+    new = base / "new"
+    new.mkdir()
+    for i in range(32, 44):
+        name = formats.lsp_image_name(i, extended=True)
+        shutil.copy(shared / "lspet" / "images" / name, new / name)
+    config = simulate.Config(dataset="coco_keypoints", methods=("vl4pose",), init_size=10**9,
+                             rounds=0, epochs=1, preset="micro", batch_size=8,
+                             data_dir=str(data_dir), progress=False, checkpoint_every=0)
+    rows = simulate.run(config, base / "w1", log=lambda *a: None)
+    assert rows[0]["num_labelled"] == 16
+    return dict(base=base, manual=manual, data_dir=data_dir, new=new, w1=base / "w1",
+                config=config, shared=shared)
+
+
+def test_full_loop_on_real_images(loop):
+    from experiments import score
+    from vl4pose_jax import simulate
+    base, manual, data_dir = loop["base"], loop["manual"], loop["data_dir"]
+    out, scored = _score(loop, loop["new"], base / "out", top_k=5, progress=False,
+                            log=lambda *a: None)
+    # ranking.csv: every input, rank 1..12, keypoints in original pixels
+    import csv
+    rows = list(csv.DictReader(open(out / "ranking.csv")))
+    assert len(rows) == 12 and sorted(int(r["rank"]) for r in rows) == list(range(1, 13))
+    assert [int(r["rank"]) for r in rows] == list(range(1, 13))
+    scores = [float(r["input_score"]) for r in rows]
+    assert scores == sorted(scores, reverse=True)       # vl4pose: highest NLL first
+    assert "head_x" in rows[0] and "rankl_y" in rows[0]
+    # Keypoints map back through the crop: the crop centre maps to the image centre.
+    w, h = scored.size[0]
+    assert scored.crop[0, 2] == max(w, h)
+    # Exports: pycocotools, Label Studio, gallery
+    c = _check_coco_file(out / "top_k.coco.json")
+    assert len(c.getImgIds()) == 5
+    top_names = [c.imgs[i]["file_name"] for i in sorted(c.getImgIds())]
+    assert top_names == [r["input"] for r in rows[:5]]
+    tasks = _check_label_studio(out / "label_studio", 14)
+    assert len(tasks) == 5
+    from PIL import Image
+    with Image.open(out / "gallery.png") as g:
+        assert g.size[0] > 0
+    # An annotator corrects the pre-annotations: here, ground truth replaces the predictions.
+    exported = json.loads((out / "top_k.coco.json").read_text())
+    indices = [int(pathlib.Path(n).stem[2:]) - 1 for n in top_names]
+    gt = coco_util.coco_dict(loop["shared"], indices)
+    by_name = {im["file_name"]: im["id"] for im in exported["images"]}
+    for ann, im in zip(gt["annotations"], gt["images"]):
+        ann["image_id"] = by_name[im["file_name"]]
+    exported["annotations"] = gt["annotations"]
+    annotated = base / "annotated.json"
+    annotated.write_text(json.dumps(exported))
+    old_ids = set(_source_ids(data_dir, "train"))
+    with pytest.raises(coco.CocoError, match="--images.*exported from"):
+        coco.merge(manual, annotated, data_dir=data_dir, log_fn=lambda *a: None)
+    result = coco.merge(manual, annotated, images=loop["new"], data_dir=data_dir,
+                        log_fn=lambda *a: None)
+    assert result["added_images"] == 5 and result["already_labelled"] == 0
+    merged = _check_coco_file(manual / "train.json")
+    assert len(merged.getImgIds()) == 21
+    names = [im["file_name"] for im in merged.dataset["images"]]
+    assert len(set(names)) == len(names)
+    new_ids = _source_ids(data_dir, "train")
+    assert old_ids < set(new_ids) and len(new_ids) == 21 and len(set(new_ids)) == 21
+    assert all((manual / "images" / n).is_file() for n in top_names)
+    # Merging the same file again adds nothing.
+    again = coco.merge(manual, annotated, images=loop["new"], data_dir=data_dir,
+                       log_fn=lambda *a: None)
+    assert again["added_images"] == 0 and again["already_labelled"] == 5
+    # Train again, starting from the previous weights.
+    import dataclasses
+    import jax
+    config = dataclasses.replace(loop["config"], init_from=str(loop["w1"]), epochs=0)
+    rows = simulate.run(config, base / "w2", log=lambda *a: None)
+    assert rows[0]["num_labelled"] == 21
+    a = simulate.load_trained(loop["w1"]).state.params
+    b = simulate.load_trained(base / "w2").state.params
+    assert all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+    config = dataclasses.replace(loop["config"], init_from=str(loop["w1"]), epochs=1)
+    rows = simulate.run(config, base / "w3", log=lambda *a: None)
+    assert rows[0]["num_labelled"] == 21
+
+
+def _source_ids(data_dir, split):
+    from vl4pose_jax import data
+    return data.load("coco_keypoints", split, data_dir=data_dir).ids()
+
+
+def test_simulation_on_a_coco_dataset(loop):
+    """`experiments.al --dataset=coco_keypoints` simulates on pool.json like on LSPET."""
+    import dataclasses
+    from vl4pose_jax import simulate
+    config = dataclasses.replace(loop["config"], rounds=1, budget=3, init_size=8)
+    rows = simulate.run(config, loop["base"] / "sim", log=lambda *a: None)
+    assert [r["num_labelled"] for r in rows] == [8, 11]
+    assert all(i.startswith("pool/") for i in rows[0]["selected_ids"])
+
+
+def test_video_frames_are_ranked_and_written(loop, tmp_path):
+    av = pytest.importorskip("av")
+    from PIL import Image
+    from experiments import score
+    images = sorted(loop["new"].iterdir())[:6]
+    video = tmp_path / "clip.mp4"
+    with av.open(str(video), "w") as container:
+        stream = container.add_stream("mpeg4", rate=5)
+        stream.width, stream.height, stream.pix_fmt = 96, 128, "yuv420p"
+        for path in images:
+            with Image.open(path) as im:
+                frame = av.VideoFrame.from_image(im.convert("RGB").resize((96, 128)))
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    out, scored = _score(loop, video, tmp_path / "out", top_k=2, stride=2,
+                            progress=False, log=lambda *a: None)
+    assert scored.inputs.frames == [0, 2, 4]
+    frames = sorted(p.relative_to(out / "frames").as_posix() for p in (out / "frames").rglob("*.png"))
+    assert len(frames) == 2 and all(f.startswith("clip/frame_") for f in frames)
+    c = _check_coco_file(out / "top_k.coco.json")
+    assert sorted(im["file_name"] for im in c.dataset["images"]) == frames
+    assert c.dataset["info"]["images_root"] == str((out / "frames").resolve())
+    _check_label_studio(out / "label_studio", 14)
+    import csv
+    rows = list(csv.DictReader(open(out / "ranking.csv")))
+    assert sorted(int(r["frame"]) for r in rows) == [0, 2, 4]
+
+
+def test_person_boxes_give_one_crop_each(loop, tmp_path):
+    from experiments import score
+    names = sorted(p.name for p in loop["new"].iterdir())
+    boxes = {"images": [{"id": k + 1, "file_name": n} for k, n in enumerate(names)],
+             "annotations": [{"id": 1, "image_id": 1, "bbox": [0, 0, 40, 60]},
+                             {"id": 2, "image_id": 1, "bbox": [30, 10, 40, 60]},
+                             {"id": 3, "image_id": 2, "bbox": [5, 5, 50, 50]}],
+             "categories": [{"id": 1, "name": "person"}]}
+    path = tmp_path / "boxes.json"
+    path.write_text(json.dumps(boxes))
+    out, scored = _score(loop, loop["new"], tmp_path / "out", top_k=2, boxes=path,
+                            progress=False, log=lambda *a: None)
+    assert len(scored.inputs.crops) == 3
+    c = _check_coco_file(out / "top_k.coco.json")
+    assert len(c.getAnnIds()) == 3  # both top images, all their people
+    assert scored.crop[0, 2] == pytest.approx(1.75 * 60)
+
+
+def test_bad_scoring_input_is_refused_without_output(loop, tmp_path):
+    from experiments import score
+    from vl4pose_jax import rank, simulate
+    from vl4pose_jax.data import builders
+    with pytest.raises(rank.InputError, match="top_k=13.*12 images"):
+        _score(loop, loop["new"], tmp_path / "o1", top_k=13, progress=False)
+    assert not (tmp_path / "o1").exists()
+    (tmp_path / "empty_workdir").mkdir()
+    with pytest.raises(simulate.SimulationError, match="config.json"):
+        score.run(tmp_path / "empty_workdir", loop["new"], tmp_path / "o2", top_k=2)
+    bad = tmp_path / "bad"
+    shutil.copytree(loop["new"], bad)
+    victim = sorted(bad.iterdir())[3]
+    victim.write_bytes(victim.read_bytes()[:200])
+    with pytest.raises(builders.CorruptImageError, match=victim.name):
+        _score(loop, bad, tmp_path / "o3", top_k=2, progress=False)
+    assert not (tmp_path / "o3").exists() and not list(tmp_path.glob(".o3.partial-*"))
+    out, scored = _score(loop, bad, tmp_path / "o4", top_k=2, progress=False,
+                            skip_corrupt=True, log=lambda *a: None)
+    assert len(scored.skipped) == 1 and (out / "skipped.txt").is_file()
+    assert scored.image_rank[3] == 0
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(json.dumps({"images": [{"id": 1, "file_name": "../../etc/x.jpg"}],
+                                 "annotations": []}))
+    with pytest.raises(coco.CocoError, match="outside"):
+        _score(loop, loop["new"], tmp_path / "o5", top_k=2, boxes=boxes)
+
+
+def test_prepare_refuses_mismatched_files(tmp_path):
+    shared = require_shared_data()
+    manual = coco_util.write_dataset(shared, tmp_path / "m", {"train": range(2),
+                                                             "test": range(2, 4)})
+    test = json.loads((manual / "test.json").read_text())
+    test["categories"][0]["keypoints"] = test["categories"][0]["keypoints"][:-1] + ["tail"]
+    (manual / "test.json").write_text(json.dumps(test))
+    with pytest.raises(coco.CocoError, match=r"test\.json.*keypoints"):
+        coco.prepare(manual, data_dir=tmp_path / "tfds", log_fn=lambda *a: None)
+    assert not (tmp_path / "tfds").exists()
+
+
+def test_prepare_a_non_tree_skeleton(tmp_path):
+    """17 COCO-person joints with the COCO skeleton (cycles): a spanning tree, recorded."""
+    shared = require_shared_data()
+    from vl4pose_jax import data
+    manual = coco_util.write_dataset(shared, tmp_path / "m", {"train": range(3),
+                                                             "test": range(3, 5)})
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        raw = json.loads((manual / f"{split}.json").read_text())
+        raw["categories"] = [{"id": 1, "name": "person", "keypoints": COCO_PERSON,
+                              "skeleton": COCO_PERSON_SKELETON}]
+        for ann in raw["annotations"]:
+            x, y, w, h = ann["bbox"]
+            pts = rng.uniform([x, y], [x + w, y + h], size=(17, 2))
+            ann["keypoints"] = [float(v) for p in pts for v in (*p, 2)]
+        (manual / f"{split}.json").write_text(json.dumps(raw))
+    data_dir = tmp_path / "tfds"
+    coco.prepare(manual, data_dir=data_dir, log_fn=lambda *a: None)
+    meta = coco.read_meta(data_dir)
+    assert "spanning tree" in meta["tree"] and len(meta["links"]) == 16
+    source = data.load("coco_keypoints", "train", data_dir=data_dir)
+    assert source.skeleton.num_joints == 17 and source[0]["joints"].shape == (17, 2)
+    assert data.spec("coco_keypoints").skeleton.num_links == 16
+
+
+def test_prepare_command_reports_bad_input(tmp_path):
+    import subprocess
+    import sys
+    manual = tmp_path / "m"
+    (manual / "images").mkdir(parents=True)
+    path = _minimal(manual, annotations=[{"id": 1, "image_id": 1, "keypoints": [1, 2]}])
+    (manual / "test.json").write_text(path.read_text())
+    proc = subprocess.run([sys.executable, "-m", "vl4pose_jax.data.prepare",
+                           "--dataset=coco_keypoints", f"--manual_dir={manual}",
+                           f"--data_dir={tmp_path / 'tfds'}"], capture_output=True, text=True,
+                          cwd=pathlib.Path(__file__).resolve().parents[1], timeout=120)
+    assert proc.returncode == 1
+    assert "train.json" in proc.stderr and "annotations[0].keypoints" in proc.stderr
+
+
+def test_other_methods_rank_with_their_own_scores(loop, tmp_path):
+    from experiments import score
+    from vl4pose_jax import rank
+    out, scored = _score(loop, loop["new"], tmp_path / "me", top_k=3,
+                            method="multipeak_entropy", progress=False, log=lambda *a: None)
+    order = scored.image_order
+    assert np.all(np.diff(scored.image_score[order]) <= 0)     # highest entropy first
+    _check_coco_file(out / "top_k.coco.json")
+    out, scored = _score(loop, loop["new"], tmp_path / "cs", top_k=3, method="coreset",
+                            progress=False, log=lambda *a: None)
+    assert len(set(scored.image_order.tolist())) == 12
+    with pytest.raises(rank.InputError, match="learning_loss"):
+        _score(loop, loop["new"], tmp_path / "ll", top_k=3, method="learning_loss",
+                  progress=False)
+    assert not (tmp_path / "ll").exists()
+
+
+def test_scoring_uses_every_device(loop, tmp_path):
+    """The command on 4 forced host devices (batches of 5 padded to 8 and sharded) ranks like
+    one device, to float tolerance."""
+    import os
+    import subprocess
+    import sys
+    _, single = _score(loop, loop["new"], tmp_path / "one", top_k=3, batch_size=5)
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
+               JAX_PLATFORMS="cpu")
+    root = pathlib.Path(__file__).resolve().parents[1]
+    env["PYTHONPATH"] = str(root)
+    proc = subprocess.run([sys.executable, "-m", "experiments.score", f"--workdir={loop['w1']}",
+                           f"--images={loop['new']}", "--top_k=3", f"--out={tmp_path / 'four'}",
+                           f"--data_dir={loop['data_dir']}", "--batch_size=5", "--noprogress"],
+                          env=env, capture_output=True, text=True, timeout=400, cwd=root)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    import csv
+    rows = list(csv.DictReader(open(tmp_path / "four" / "ranking.csv")))
+    four = {r["input"]: float(r["score"]) for r in rows}
+    for pos, name in enumerate(single.inputs.names):
+        assert four[name] == pytest.approx(single.score[pos], rel=1e-4, abs=1e-3)

@@ -1,0 +1,267 @@
+"""Writing a ranking (`rank.Scored`) for annotators: a CSV of every input, the top N as a COCO
+keypoints file and as Label Studio tasks with predictions, a gallery, and (video) the frames.
+
+`write(scored, out_dir, top_k=...)` writes into a temporary sibling folder and renames it to
+`out_dir` only when everything is written, so a failed run never leaves output that looks
+complete. Files:
+
+  ranking.csv            every crop (one per input without person boxes): rank of its input
+                         (1 = most informative; empty for skipped corrupt inputs), input file
+                         or frame, frame number (-1: image), person, input score (its highest
+                         crop score), crop score, the crop's box and `<joint>_x`, `<joint>_y`
+                         predicted keypoints in the original image's pixels.
+  top_k.coco.json        the top N inputs and their predicted poses as COCO keypoints
+                         pre-annotations (v = 2 for every predicted joint, clipped into the
+                         image; `score` per annotation); `file_name` relative to `images_root`
+                         (recorded in `info`): the input folder, or `frames/` for a video.
+  label_studio/tasks.json, label_studio/labeling_config.xml
+                         Label Studio import: one task per top-N input, `data.image` =
+                         `image_url_prefix` + file_name (URL-quoted; default Label Studio's local-files
+                         URL, `/data/local-files/?d=`), `predictions` with one `keypointlabels`
+                         result per joint and person.
+  gallery.png            the top N (at most 48 shown) with their predicted skeletons.
+  frames/<video>/frame_NNNNNN.png   (video) the top N frames as image files.
+
+Label Studio's format, as documented (https://labelstud.io/guide/predictions, "Import
+pre-annotated data into Label Studio"; https://labelstud.io/tags/keypointlabels): a task is
+`{"data": {...}, "predictions": [{"model_version", "score", "result": [...]}]}`; a
+KeyPointLabels result has `from_name` (the control tag's name), `to_name` (the image tag's
+name), `type` "keypointlabels", `original_width`, `original_height`, `image_rotation` and
+`value` {`x`, `y` (percent of the image width / height, 0-100), `width` (point size, percent),
+`keypointlabels` [label]}. Label Studio has no person grouping for keypoints: each result's `id`
+is `p<person>_<joint>`. Coordinates map as x% = 100 x / width (Label Studio's own COCO
+converter's convention).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import pathlib
+import shutil
+import tempfile
+from urllib.parse import quote
+from xml.sax.saxutils import quoteattr
+
+import numpy as np
+
+FROM_NAME, TO_NAME = "keypoints", "image"
+LOCAL_FILES_PREFIX = "/data/local-files/?d="
+GALLERY_MAX = 48
+_COLOURS = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6",
+            "#bfef45", "#fabed4", "#469990", "#dcbeff", "#9a6324", "#800000", "#aaffc3"]
+
+
+class OutputError(ValueError):
+    """The output folder cannot be written as asked."""
+
+
+def category_for(dataset: str, skeleton, data_dir=None) -> dict:
+    """The COCO category of the exported poses: a COCO dataset's own (its original skeleton),
+    else one built from the skeleton (1-based links)."""
+    from vl4pose_jax.data import coco  # pylint: disable=import-outside-toplevel
+    if coco.is_coco(dataset):
+        meta = coco.read_meta(data_dir, dataset)
+        if meta and meta.get("category"):
+            return dict(meta["category"])
+    return {"id": 1, "name": "person", "supercategory": "person",
+            "keypoints": list(skeleton.names),
+            "skeleton": [[p + 1, c + 1] for p, c in skeleton.links]}
+
+
+def _box_of(scored, i):
+    box = scored.inputs.crops[i][2]
+    if box is not None:
+        return [float(t) for t in box]
+    w, h = scored.size[i]
+    return [0.0, 0.0, float(w), float(h)]
+
+
+def _crops_by_input(scored):
+    out = {}
+    for i, (pos, _, _) in enumerate(scored.inputs.crops):
+        out.setdefault(pos, []).append(i)
+    return out
+
+
+def _clipped(joints, size):
+    w, h = size
+    return np.stack([np.clip(joints[:, 0], 0, max(w - 1, 0)),
+                     np.clip(joints[:, 1], 0, max(h - 1, 0))], -1)
+
+
+def write_ranking_csv(scored, path):
+    names = scored.skeleton.names
+    by_input = _crops_by_input(scored)
+    positions = list(scored.image_order) + [p for p in range(len(scored.inputs.names))
+                                            if scored.image_rank[p] == 0]
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["rank", "input", "frame", "person", "input_score", "score", "box_x0",
+                    "box_y0", "box_x1", "box_y1"]
+                   + [f"{n}_{a}" for n in names for a in ("x", "y")])
+        for pos in positions:
+            rank = int(scored.image_rank[pos])
+            for i in by_input.get(int(pos), []):
+                ok = bool(scored.ok[i])
+                joints = scored.joints_px[i] if ok else np.full((len(names), 2), np.nan)
+                w.writerow([rank or "", scored.inputs.names[pos], scored.inputs.frames[pos],
+                            scored.inputs.crops[i][1], _num(scored.image_score[pos]),
+                            _num(scored.score[i])]
+                           + [_num(v) for v in _box_of(scored, i)]
+                           + [_num(v) for v in joints.reshape(-1)])
+
+
+def _num(v):
+    v = float(v)
+    return "" if not np.isfinite(v) else f"{v:.6g}" if abs(v) >= 1e-3 or v == 0 else f"{v:.6e}"
+
+
+def coco_dict(scored, top, category, images_root, info=None) -> dict:
+    by_input = _crops_by_input(scored)
+    images, anns = [], []
+    for rank, pos in enumerate(top, 1):
+        crops = [i for i in by_input[int(pos)] if scored.ok[i]]
+        w, h = (int(t) for t in scored.size[crops[0]])
+        images.append({"id": rank, "file_name": scored.inputs.names[pos], "width": w,
+                       "height": h, "vl4pose_rank": rank,
+                       "vl4pose_score": _float(scored.image_score[pos]),
+                       **({"frame": scored.inputs.frames[pos]} if scored.inputs.kind == "video"
+                          else {})})
+        for i in crops:
+            joints = _clipped(scored.joints_px[i], (w, h))
+            kps = []
+            for x, y in joints.tolist():
+                kps += [round(x, 2), round(y, 2), 2]
+            x0, y0, x1, y1 = _box_of(scored, i)
+            x0, y0 = max(0.0, x0), max(0.0, y0)
+            x1, y1 = min(float(w), x1), min(float(h), y1)
+            anns.append({"id": len(anns) + 1, "image_id": rank,
+                         "category_id": category.get("id", 1), "keypoints": kps,
+                         "num_keypoints": len(joints), "bbox": [x0, y0, x1 - x0, y1 - y0],
+                         "area": (x1 - x0) * (y1 - y0), "iscrowd": 0,
+                         "score": _float(scored.score[i])})
+    return {"info": dict(info or {}, images_root=str(images_root)), "images": images,
+            "annotations": anns, "categories": [category]}
+
+
+def _float(v):
+    v = float(v)
+    return v if np.isfinite(v) else None
+
+
+def labeling_config(names) -> str:
+    labels = "\n".join(f'    <Label value={quoteattr(n)} background="{_COLOURS[k % len(_COLOURS)]}"/>'
+                       for k, n in enumerate(names))
+    return (f'<View>\n  <Image name="{TO_NAME}" value="$image" zoom="true" zoomControl="true"/>\n'
+            f'  <KeyPointLabels name="{FROM_NAME}" toName="{TO_NAME}" strokeWidth="2">\n'
+            f"{labels}\n  </KeyPointLabels>\n</View>\n")
+
+
+def label_studio_tasks(scored, top, *, image_url_prefix=LOCAL_FILES_PREFIX,
+                       model_version="vl4pose_jax", point_size=0.6) -> list:
+    by_input = _crops_by_input(scored)
+    names = scored.skeleton.names
+    tasks = []
+    for rank, pos in enumerate(top, 1):
+        crops = [i for i in by_input[int(pos)] if scored.ok[i]]
+        w, h = (int(t) for t in scored.size[crops[0]])
+        result = []
+        for i in crops:
+            person = scored.inputs.crops[i][1]
+            for j, (x, y) in enumerate(_clipped(scored.joints_px[i], (w, h)).tolist()):
+                result.append({"id": f"p{person}_{j}", "from_name": FROM_NAME, "to_name": TO_NAME,
+                               "type": "keypointlabels", "original_width": w,
+                               "original_height": h, "image_rotation": 0,
+                               "value": {"x": 100.0 * x / w, "y": 100.0 * y / h,
+                                         "width": point_size, "keypointlabels": [names[j]]}})
+        tasks.append({"data": {"image": image_url_prefix + quote(scored.inputs.names[pos]),
+                               "rank": rank, "frame": scored.inputs.frames[pos]},
+                      "predictions": [{"model_version": model_version,
+                                       "score": _float(scored.image_score[pos]),
+                                       "result": result}]})
+    return tasks
+
+
+def draw_pose(image, joints, links, *, width=2):
+    """Draw a skeleton on a PIL image (in place)."""
+    from PIL import ImageDraw  # pylint: disable=import-outside-toplevel
+    d = ImageDraw.Draw(image)
+    for k, (p, c) in enumerate(links):
+        (x0, y0), (x1, y1) = joints[p], joints[c]
+        d.line([(x0, y0), (x1, y1)], fill=_COLOURS[k % len(_COLOURS)], width=width)
+    r = max(1.5, width)
+    for x, y in joints:
+        d.ellipse([x - r, y - r, x + r, y + r], fill="white", outline="black")
+
+
+def gallery(scored, top, images, path, *, tile=160, columns=6):
+    """A grid of the top inputs with their predicted skeletons, captioned rank and score."""
+    from PIL import Image, ImageDraw  # pylint: disable=import-outside-toplevel
+    top = list(top)[:GALLERY_MAX]
+    by_input = _crops_by_input(scored)
+    columns = max(1, min(columns, len(top)))
+    rows = -(-len(top) // columns)
+    caption = 14
+    sheet = Image.new("RGB", (columns * tile, rows * (tile + caption)), "white")
+    draw = ImageDraw.Draw(sheet)
+    for k, pos in enumerate(top):
+        image = images[int(pos)].copy()
+        w, h = image.size
+        s = tile / max(w, h)
+        line = max(1, round(2 / max(s, 1e-3) * 0.75))
+        for i in by_input[int(pos)]:
+            if scored.ok[i]:
+                draw_pose(image, scored.joints_px[i], scored.skeleton.links, width=line)
+        image = image.resize((max(1, round(w * s)), max(1, round(h * s))), Image.BILINEAR)
+        x, y = (k % columns) * tile, (k // columns) * (tile + caption)
+        sheet.paste(image, (x + (tile - image.size[0]) // 2, y + caption + (tile - image.size[1]) // 2))
+        score = scored.image_score[int(pos)]
+        draw.text((x + 3, y + 1), f"#{k + 1}  {score:.1f}" if np.isfinite(score) else f"#{k + 1}",
+                  fill="black")
+    sheet.save(path, optimize=True)
+
+
+def write(scored, out_dir, *, top_k: int, category: dict, overwrite: bool = False,
+          image_url_prefix: str = LOCAL_FILES_PREFIX, info: dict | None = None) -> pathlib.Path:
+    """Write every output (module doc) into `out_dir`, atomically."""
+    from vl4pose_jax import rank  # pylint: disable=import-outside-toplevel
+    out_dir = pathlib.Path(out_dir)
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())) and not overwrite:
+        raise OutputError(f"{out_dir} exists and is not empty: choose another --out or pass "
+                          "--overwrite")
+    top = [int(p) for p in scored.image_order[:top_k]]
+    if len(top) < top_k:
+        raise OutputError(f"only {len(top)} inputs could be scored (the others were skipped as "
+                          f"corrupt), fewer than --top_k={top_k}")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+    try:
+        write_ranking_csv(scored, tmp / "ranking.csv")
+        if scored.inputs.kind == "video":
+            images_root = out_dir.resolve() / "frames"
+            for pos, image in rank.iter_images(scored.inputs, top):  # one at a time
+                dst = tmp / "frames" / scored.inputs.names[pos]
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                image.save(dst)
+        else:
+            images_root = scored.inputs.root.resolve()
+        (tmp / "top_k.coco.json").write_text(json.dumps(
+            coco_dict(scored, top, category, images_root, info)))
+        (tmp / "label_studio").mkdir()
+        (tmp / "label_studio" / "tasks.json").write_text(json.dumps(label_studio_tasks(
+            scored, top, image_url_prefix=image_url_prefix,
+            model_version=f"vl4pose_jax {scored.method}"), indent=1))
+        (tmp / "label_studio" / "labeling_config.xml").write_text(
+            labeling_config(scored.skeleton.names))
+        shown = top[:GALLERY_MAX]
+        gallery(scored, shown, dict(rank.iter_images(scored.inputs, shown)), tmp / "gallery.png")
+        if scored.skipped:
+            (tmp / "skipped.txt").write_text("\n".join(scored.skipped) + "\n")
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir

@@ -1,0 +1,379 @@
+"""Ranking new, unlabelled images or video frames with a trained run (the real AL loop).
+
+    trained = simulate.load_trained(workdir)                    # the one loader
+    inputs = rank.open_inputs("new_images/")                    # or a video, stride=10
+    result = rank.score(trained, inputs, top_k=20)              # streamed, every local device
+    result.order, result.image_rank, result.joints_px, ...
+
+Inputs: a folder of images (searched recursively, natural order; file names relative to it) or
+a video file decoded with PyAV (every `stride`-th frame, named `<video stem>/frame_NNNNNN.png`).
+Each input is one person crop, unless a COCO file of person boxes (`boxes=`) lists the people of
+each input by `file_name` (then one crop per box). A crop is the square of 1.75 x the box's
+longer side (as the COCO datasets' crops), or the whole image (side = its longer side) without
+boxes. Images are read and cropped a batch at a time (a thread pool decodes), so memory stays
+flat whatever the number of inputs; only per-crop scores and keypoints are kept.
+
+Scores are the acquisition method's own (`acquisition.select` on a pool of every crop; VL4Pose:
+the negative log-likelihood of the predicted pose under the skeleton model, higher = more
+unusual, computed in the same pass as the keypoints). An input's score is its highest crop
+score; inputs are ranked by the method's selection order for the first `top_k` crops, then by
+score (highest first), so a geometric method (Core-Set) keeps its greedy order. Predicted
+keypoints are mapped from heatmap cells back to the original image's pixels through the crop.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import io
+import os
+import pathlib
+import re
+from typing import Sequence
+
+import jax
+import numpy as np
+from tqdm import tqdm
+
+from vl4pose_jax import acquisition, data
+from vl4pose_jax.data import builders, coco, transforms
+
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
+
+
+class InputError(ValueError):
+    """Unusable input (names the file and what is wrong)."""
+
+
+def _natural(name: str):
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
+
+
+@dataclasses.dataclass
+class Inputs:
+    """What to score. `names`: one per input (an image file relative to `root`, or a video frame
+    name); `frames`: the frame number per input (-1 for images); `crops`: (input position,
+    person, box (4,) or None) per crop."""
+    kind: str                   # "images" or "video"
+    root: pathlib.Path          # the folder (images) or the video file
+    names: list
+    frames: list
+    crops: list
+    stride: int = 1
+
+    def __len__(self):
+        return len(self.crops)
+
+
+def _frame_name(video: pathlib.Path, frame: int) -> str:
+    return f"{video.stem}/frame_{frame:06d}.png"
+
+
+def count_video_frames(path: pathlib.Path) -> int:
+    import av  # pylint: disable=import-outside-toplevel
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            return sum(1 for p in container.demux(stream) if p.size > 0)
+    except (av.error.FFmpegError, IndexError, OSError) as err:
+        raise InputError(f"{path}: cannot read as a video ({err})") from None
+
+
+def open_inputs(path, *, stride: int = 1, boxes=None) -> Inputs:
+    """The inputs under `path` (a folder of images or a video file), with optional person
+    boxes from a COCO file (`boxes`)."""
+    path = pathlib.Path(path)
+    if stride < 1:
+        raise InputError(f"--stride must be >= 1, got {stride}")
+    if path.is_dir():
+        names = sorted((p.relative_to(path).as_posix() for p in path.rglob("*")
+                        if p.suffix.lower() in IMAGE_EXTS and p.is_file()), key=_natural)
+        if not names:
+            raise InputError(f"{path}: no image files ({', '.join(IMAGE_EXTS)}) in this folder")
+        kind, frames = "images", [-1] * len(names)
+    elif path.is_file() and path.suffix.lower() in VIDEO_EXTS:
+        total = count_video_frames(path)
+        if total == 0:
+            raise InputError(f"{path}: the video has no frames")
+        frames = list(range(0, total, stride))
+        names = [_frame_name(path, f) for f in frames]
+        kind = "video"
+    elif path.is_file():
+        raise InputError(f"{path}: neither a folder of images nor a video ({', '.join(VIDEO_EXTS)})")
+    else:
+        raise InputError(f"{path}: not found")
+    crops = [(i, 0, None) for i in range(len(names))]
+    if boxes is not None:
+        crops = _crops_from_boxes(boxes, names)
+    return Inputs(kind, path, names, frames, crops, stride)
+
+
+def _crops_from_boxes(boxes_path, names) -> list:
+    boxes_path = pathlib.Path(boxes_path)
+    raw = coco.read_coco_boxes(boxes_path)
+    position = {n: i for i, n in enumerate(names)}
+    crops, missing = [], []
+    for file_name, people in raw.items():
+        if file_name not in position:
+            missing.append(file_name)
+            continue
+        for k, box in enumerate(people):
+            crops.append((position[file_name], k, np.asarray(box, np.float32)))
+    if missing:
+        raise InputError(f"{boxes_path}: field `images[].file_name`: {len(missing)} file(s) not "
+                         f"among the inputs, e.g. {missing[:3]}")
+    if not crops:
+        raise InputError(f"{boxes_path}: field `annotations[].bbox`: no person box")
+    crops.sort(key=lambda c: (c[0], c[1]))
+    return crops
+
+
+class _Reader:
+    """Encoded bytes of input i, read in increasing order (video: one sequential decode)."""
+
+    def __init__(self, inputs: Inputs):
+        self.inputs = inputs
+        self._video = None
+        self._next = 0
+        self._last = (None, None)
+
+    def __call__(self, i: int) -> bytes:
+        if self.inputs.kind == "images":
+            path = self.inputs.root / self.inputs.names[i]
+            try:
+                return path.read_bytes()
+            except OSError as err:
+                raise InputError(f"{path}: cannot read ({err})") from None
+        if self._last[0] == i:
+            return self._last[1]
+        want = self.inputs.frames[i]
+        if self._video is None or want < self._next:
+            self._video = iter_frames(self.inputs.root)
+            self._next = 0
+        for frame_no, image in self._video:
+            self._next = frame_no + 1
+            if frame_no == want:
+                buf = io.BytesIO()
+                image.save(buf, format="BMP")
+                self._last = (i, buf.getvalue())
+                return self._last[1]
+        raise InputError(f"{self.inputs.root}: frame {want} could not be decoded (the video "
+                         "ends early or is corrupt)")
+
+
+def iter_frames(path):
+    """(frame number, PIL RGB image) for every frame of a video (PyAV)."""
+    import av  # pylint: disable=import-outside-toplevel
+    try:
+        with av.open(str(path)) as container:
+            for n, frame in enumerate(container.decode(video=0)):
+                yield n, frame.to_image().convert("RGB")
+    except av.error.FFmpegError as err:
+        raise InputError(f"{path}: video decoding failed ({err})") from None
+
+
+def _whole_image_crop(width, height):
+    return np.array([(width - 1) / 2.0, (height - 1) / 2.0, float(max(width, height))])
+
+
+def _prepare(args):
+    """(example for human_transform, (width, height), crop (3,)) or an exception."""
+    data_bytes, box, index, skeleton, image_size, name = args
+    from PIL import Image  # pylint: disable=import-outside-toplevel
+    try:
+        with Image.open(io.BytesIO(data_bytes)) as im:
+            width, height = im.size
+            im.load()  # a truncated or corrupt file fails here, not in the crop
+    except Exception as err:  # pylint: disable=broad-except
+        return builders.CorruptImageError(f"corrupt or unreadable image {name}: {err}")
+    if box is None:
+        crop = _whole_image_crop(width, height)
+    else:
+        center, side = transforms.example_crop({"box": box}, transforms.EVAL_CROP_SCALE)
+        crop = np.array([center[0], center[1], side])
+    j = skeleton.num_joints
+    example = {"image": data_bytes, "joints": np.zeros((j, 2), np.float32),
+               "visibility": np.full((j,), -1, np.int8), "normalizer": np.float32(np.nan),
+               "crop": crop, "id": name, "index": index}
+    out = transforms.human_transform(example, None, train=False, image_size=image_size,
+                                     skeleton=skeleton)
+    return out, (width, height), crop
+
+
+@dataclasses.dataclass
+class Scored:
+    """Per crop (N): `score`, `joints_px` (N, J, 2) in original pixels, `size` (N, 2) image
+    width/height, `crop` (N, 3) centre x, y and side, `ok` (N,) False for skipped corrupt
+    inputs; per input (M): `image_score`, `image_order` (input positions, best first),
+    `image_rank` (M,) 1-based, 0 for skipped; `order` crop positions in ranking order."""
+    inputs: Inputs
+    skeleton: object
+    method: str
+    score: np.ndarray
+    joints_px: np.ndarray
+    size: np.ndarray
+    crop: np.ndarray
+    ok: np.ndarray
+    order: np.ndarray
+    image_score: np.ndarray
+    image_order: np.ndarray
+    image_rank: np.ndarray
+    skipped: list
+
+
+def score(trained, inputs: Inputs, *, top_k: int, method: str | None = None,
+          batch_size: int = 32, workers: int | None = None, skip_corrupt: bool = False,
+          progress: bool = True, method_options: dict | None = None) -> Scored:
+    """Score every crop of `inputs` with `trained` (`simulate.load_trained`) and rank them."""
+    from vl4pose_jax import simulate  # pylint: disable=import-outside-toplevel
+    config = trained.config
+    method = method or trained.method
+    if config.task != "heatmap":
+        raise InputError("scoring new images needs a human-pose (heatmap) run; "
+                         f"{config.dataset!r} is a hand dataset")
+    if not 1 <= top_k <= len(inputs.names):
+        raise InputError(f"--top_k={top_k} but the input has {len(inputs.names)} "
+                         f"{'frames' if inputs.kind == 'video' else 'images'}: choose 1.."
+                         f"{len(inputs.names)}")
+    m = acquisition.get(method)
+    head = m.aux_head("heatmap")
+    if head is not None and (trained.nets.aux is None or trained.nets.aux.head != head):
+        raise InputError(f"method {method!r} needs the auxiliary head {head!r}, but the run "
+                         f"in the workdir trained {trained.method!r} "
+                         f"({getattr(trained.nets.aux, 'head', None)!r}); score with "
+                         f"--method={trained.method} or train a {method} run")
+    skeleton = data.spec(config.dataset, data_dir=config.data_dir).skeleton
+    preset = simulate.HUMAN_PRESETS[config.preset]
+    size, stride = preset.input_size, preset.input_size / preset.heatmap_size
+    n = len(inputs.crops)
+    sizes = np.zeros((n, 2), np.int64)
+    crops = np.zeros((n, 3), np.float64)
+    ok = np.ones((n,), bool)
+    skipped = []
+    reader = _Reader(inputs)
+    pool = concurrent.futures.ThreadPoolExecutor(workers or min(8, os.cpu_count() or 1))
+
+    def batches(indices):
+        indices = np.asarray(indices, np.int64)
+        bar = tqdm(total=len(indices), unit="crop", desc=f"scoring ({method})",
+                   disable=not progress, leave=False)
+        for start in range(0, len(indices), batch_size):
+            bar.update(min(batch_size, len(indices) - start))
+            idx = indices[start:start + batch_size]
+            args = []
+            for i in idx:
+                pos, _, box = inputs.crops[int(i)]
+                args.append((reader(pos), box, int(i), skeleton, size, _describe(inputs, pos)))
+            results = list(pool.map(_prepare, args))
+            images = []
+            for i, res in zip(idx, results):
+                if isinstance(res, Exception):
+                    if not skip_corrupt:
+                        raise res
+                    ok[i] = False
+                    skipped.append(str(res))
+                    images.append(np.zeros((size, size, 3), np.float32))
+                    continue
+                out, wh, crop = res
+                sizes[i], crops[i] = wh, crop
+                images.append(out["image"])
+            yield {"image": np.stack(images), "index": idx}
+        bar.close()
+
+    ctx = acquisition.Context(
+        task="heatmap", model=trained.nets.model, aux=trained.nets.aux, state=trained.state,
+        batches=batches, labelled=np.zeros((0,), np.int64), pool=np.arange(n, dtype=np.int64),
+        budget=min(top_k, n), key=jax.random.key(0), skeleton=skeleton, progress=False)
+    try:
+        if method == "vl4pose":
+            from vl4pose_jax.acquisition import vl4pose  # pylint: disable=import-outside-toplevel
+            idx, ll, cells = vl4pose.log_likelihoods(ctx, ctx.pool, with_joints=True,
+                                                     **(method_options or {}))
+            scores = -np.asarray(ll, np.float64)
+            sel_order = np.asarray([], np.int64)
+        else:
+            sel = acquisition.select(method, ctx, **(method_options or {}))
+            sel_order = np.asarray(sel.indices, np.int64)
+            scores = np.full((n,), np.nan)
+            if sel.scores is not None:
+                scores[np.asarray(sel.scored_indices, np.int64)] = np.asarray(sel.scores)
+            from vl4pose_jax import heatmaps as hm  # pylint: disable=import-outside-toplevel
+            idx, out = acquisition.common.stream_outputs(
+                ctx, ctx.pool, ("heatmaps_BxHxWxJ",),
+                post=lambda o: {"joints": hm.decode(o["heatmaps_BxHxWxJ"])[0]},
+                post_key=("decode",), desc="keypoints")
+            cells = out["joints"]
+    finally:
+        pool.shutdown(wait=False)
+    idx = np.asarray(idx, np.int64)
+    full_cells = np.zeros((n, skeleton.num_joints, 2), np.float64)
+    full_cells[idx] = cells
+    if method == "vl4pose":
+        full = np.full((n,), np.nan)
+        full[idx] = scores
+        scores = full
+    scores = np.where(ok, scores, np.nan)
+    q = (full_cells + 0.5) * stride - 0.5                    # crop pixels
+    f = size / np.where(crops[:, 2] > 0, crops[:, 2], 1.0)  # crop px per image px
+    mid = (size - 1) / 2.0
+    joints_px = (q - mid) / f[:, None, None] + crops[:, None, :2]
+    order = _crop_order(scores, sel_order, ok)
+    image_order, image_score, image_rank = _image_ranking(inputs, order, scores, ok)
+    return Scored(inputs, skeleton, method, scores, joints_px, sizes, crops, ok, order,
+                  image_score, image_order, image_rank, skipped)
+
+
+def _describe(inputs: Inputs, pos: int) -> str:
+    if inputs.kind == "images":
+        return str(inputs.root / inputs.names[pos])
+    return f"{inputs.root} frame {inputs.frames[pos]}"
+
+
+def _crop_order(scores, sel_order, ok) -> np.ndarray:
+    """Selection order first, then by score (highest first, NaN last, ties by position)."""
+    n = len(scores)
+    first = [int(i) for i in sel_order if ok[i]]
+    rest = np.setdiff1d(np.arange(n), np.asarray(first, np.int64))
+    key = np.where(np.isnan(scores[rest]), np.inf, -scores[rest])
+    rest = rest[np.lexsort((rest, key))]
+    rest = rest[ok[rest]]
+    return np.concatenate([np.asarray(first, np.int64), rest]).astype(np.int64)
+
+
+def _image_ranking(inputs: Inputs, order, scores, ok):
+    m = len(inputs.names)
+    image_score = np.full((m,), np.nan)
+    for i, (pos, _, _) in enumerate(inputs.crops):
+        if ok[i] and not np.isnan(scores[i]):
+            image_score[pos] = np.fmax(image_score[pos], scores[i])
+    seen, image_order = set(), []
+    for i in order:
+        pos = inputs.crops[int(i)][0]
+        if pos not in seen:
+            seen.add(pos)
+            image_order.append(pos)
+    image_order = np.asarray(image_order, np.int64)
+    image_rank = np.zeros((m,), np.int64)
+    image_rank[image_order] = np.arange(1, len(image_order) + 1)
+    return image_order, image_score, image_rank
+
+
+def iter_images(inputs: Inputs, positions: Sequence[int]):
+    """(position, PIL RGB image) of the given inputs, one at a time (a video is decoded once,
+    up to the last wanted frame; frames come in frame order)."""
+    from PIL import Image  # pylint: disable=import-outside-toplevel
+    wanted = [int(p) for p in positions]
+    if not wanted:
+        return
+    if inputs.kind == "images":
+        for p in wanted:
+            with Image.open(inputs.root / inputs.names[p]) as im:
+                yield p, im.convert("RGB")
+        return
+    frame_to_pos = {inputs.frames[p]: p for p in wanted}
+    last = max(frame_to_pos)
+    for frame_no, image in iter_frames(inputs.root):
+        if frame_no in frame_to_pos:
+            yield frame_to_pos[frame_no], image
+        if frame_no >= last:
+            break
