@@ -26,41 +26,28 @@ REFERENCE_SIZE = heatmaps.REFERENCE_MAP_SIZE
 
 def log_likelihoods(ctx: Context, indices, *, num_peaks: int = 1, min_distance: int = 8,
                     exclude_border: bool | int = True, mode: str = "reference",
-<<<<<<< HEAD
-                    reference_size: int | None = REFERENCE_SIZE, gather: bool = True):
-    """(record_indices, log-likelihood per record); `gather` as `common.stream`."""
-=======
-                    gather: bool = True, with_joints: bool = False):
+                    reference_size: int | None = REFERENCE_SIZE, gather: bool = True,
+                    with_joints: bool = False):
     """(record_indices, log-likelihood per record); `gather` as `common.stream`.
     `with_joints` (heatmap task): also the decoded joints (N, J, 2) in heatmap cells, from the
     same pass: (record_indices, log-likelihoods, joints)."""
->>>>>>> issue14
     if ctx.task == "heatmap":
         def post(out):
             res = {"ll": likelihood.score_heatmaps(
                 out["heatmaps_BxHxWxJ"], out["link_params_BxLx2"], ctx.skeleton,
                 num_peaks=num_peaks, min_distance=min_distance, exclude_border=exclude_border,
-<<<<<<< HEAD
                 reference_size=reference_size, mode=mode)}
-=======
-                mode=mode)}
             if with_joints:
                 res["joints"] = heatmaps.decode(out["heatmaps_BxHxWxJ"])[0]
             return res
->>>>>>> issue14
         keys = ("heatmaps_BxHxWxJ", "link_params_BxLx2")
     else:
         def post(out):
             return {"ll": likelihood.score_regression(out["pose_BxJx3"], out["offsets_BxLx3"],
                                                       out["cov_factor_BxLx3x3"], ctx.skeleton)}
         keys = ("pose_BxJx3", "offsets_BxLx3", "cov_factor_BxLx3x3")
-<<<<<<< HEAD
     post_key = ("vl4pose", ctx.skeleton, num_peaks, min_distance, exclude_border, reference_size,
-                mode)
-=======
-    post_key = ("vl4pose", ctx.skeleton, num_peaks, min_distance, exclude_border, mode,
-                with_joints)
->>>>>>> issue14
+                mode, with_joints)
     idx, out = common.stream_outputs(ctx, indices, keys, post=post, post_key=post_key,
                                      desc="vl4pose", gather=gather)
     if with_joints:
