@@ -141,3 +141,26 @@ def test_per_kind_accuracy_and_per_image_error_by_hand():
     assert by_kind["pooled"] == pytest.approx(metrics.auroc(
         np.array([0.1, 0.4, 0.9, 0.8, 0.3]), np.array([0, 0, 1, 1, 1], bool)))
     assert stats.spearmanr([1, 2, 3], [1, 3, 2]).statistic == pytest.approx(0.5)
+
+
+def test_shared_round0_equals_separate_runs(data_dir, tmp_path):
+    """Round 0 trained once for every heatmap method of a seed gives exactly the results of
+    separate trainings, also when the shared training is killed and resumed mid-way."""
+    timing = ("seconds_train", "seconds_score")
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in timing}  # noqa: E731
+                          for r in rows]
+    cfg = config(data_dir, methods=("vl4pose", "random", "learning_loss"), epochs=2,
+                 checkpoint_every=1)
+    log = []
+    shared = simulate.run(cfg, tmp_path / "shared", log=log.append)
+    assert any("round 0 trained once for vl4pose, random, learning_loss" in m for m in log)
+    separate = simulate.run(dataclasses.replace(cfg, share_round0=False), tmp_path / "separate",
+                            log=lambda *_: None)
+    assert strip(shared) == strip(separate)
+    with pytest.raises(simulate.SimulatedCrash, match="step 2"):
+        simulate.run(dataclasses.replace(cfg, crash_at="train:0:2"), tmp_path / "crashed",
+                     log=lambda *_: None)
+    log.clear()
+    resumed = simulate.run(cfg, tmp_path / "crashed", log=log.append)
+    assert any("resuming the shared round 0 at step 2" in m for m in log)
+    assert strip(resumed) == strip(separate)

@@ -49,7 +49,7 @@ RESULT_FILE = "results.jsonl"
 _MID = 10**7   # mid-training checkpoint step = round * _MID + steps done in the round
 CONFIG_FILE = "config.json"
 # Fields that may change between a run and its resume (they do not change the results).
-_VOLATILE = ("data_dir", "crash_at", "progress", "checkpoint_every")
+_VOLATILE = ("data_dir", "crash_at", "progress", "checkpoint_every", "share_round0")
 # --precision: the models' compute dtype (parameters and losses stay float32).
 PRECISIONS = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 # Hand methods that use Bayesian DeepPrior (MC dropout; evaluated as the mean of T passes).
@@ -78,7 +78,9 @@ class Config:
     'scratch' (fresh initialisation every round, CKE paper: every round trains `epochs`, so
     that rounds differ only in their labelled sets; `cycle_epochs` is unused). `min_steps`: every
     training runs at least this many optimizer steps (small labelled sets at a large batch,
-    e.g. 100 hands at batch 64, give one step per epoch). `pre_subset`: score only a random
+    e.g. 100 hands at batch 64, give one step per epoch). `share_round0`: train the first
+    round once for all heatmap methods of a seed (`shared_round0`; the results are those of
+    separate runs, bit for bit on XLA:CPU, tested). `pre_subset`: score only a random
     subset of the pool (int count or float fraction), None for the whole pool. `crash_at`
     (tests): 'round:R' raises `SimulatedCrash` right after round R's checkpoint of the first
     (method, seed), 'train:R:S' right after the mid-training checkpoint at step S of round R.
@@ -104,6 +106,7 @@ class Config:
     data_dir: str | None = None
     batch_size: int = 16
     min_steps: int = 0
+    share_round0: bool = True
     lr: float | None = None
     pre_subset: Any = None
     method_options: dict = dataclasses.field(default_factory=dict)
@@ -796,15 +799,101 @@ def run(config: Config, workdir, *, data_: Data | None = None, log=print,
     rows_by_run: dict = {}
     for seed in range(config.seed, config.seed + config.trials):
         cfg = dataclasses.replace(config, seed=seed)
+        shared = shared_round0(cfg, d, workdir, log)
         for method in config.methods:
             key = (config.methods.index(method), seed)
             rows_by_run[key] = []
-            _run_one(cfg, d, method, workdir, rows_by_run, key, log, on_round)
+            _run_one(cfg, d, method, workdir, rows_by_run, key, log, on_round,
+                     round0=shared.pop(method, None))
     return [row for k in sorted(rows_by_run) for row in rows_by_run[k]]
 
 
+@functools.lru_cache(maxsize=None)
+def _multi_step(dataset: str, preset: str, heads: tuple, lr: float, precision: str):
+    skeleton = data.spec(dataset).skeleton
+    dtype = PRECISIONS[precision]
+    model = models.StackedHourglass(num_joints=skeleton.num_joints, dtype=dtype,
+                                    **HUMAN_PRESETS[preset].kwargs)
+    auxs = {h: models.AuxNet(head=h, num_links=skeleton.num_links,
+                             num_joints=skeleton.num_joints, dtype=dtype) for h in heads}
+    tx = optax.adam(lr)
+    return train.make_heatmap_multi_step(model, auxs, tx, tx, skeleton=skeleton)
+
+
+def _copy(state):
+    """A state with its own buffers (train steps donate theirs)."""
+    return jax.tree.map(lambda x: jnp.array(x, copy=True), state)
+
+
+def shared_round0(config: Config, d: Data, workdir: pathlib.Path, log=print) -> dict:
+    """The first round's training, done once for every heatmap method of `config.seed` that
+    has not finished round 0: {method: (trained state, seconds)}. The hourglass does not depend
+    on the method (same initial set, key and data order; auxiliary nets see detached features)
+    and `train.make_heatmap_multi_step` trains every method's auxiliary net beside it, so each
+    method gets the state its own training would give. Empty when fewer than two methods need
+    it, for regression models, with `init_from` or without `share_round0`. Mid-training
+    checkpoints go to `checkpoints/round0_shared/seed_<seed>/training`."""
+    if (config.task != "heatmap" or config.init_from or not config.share_round0
+            or config.epochs == 0):
+        return {}
+    todo = []
+    for m in config.methods:
+        path = checkpoints.run_dir(workdir, m, config.seed) / "rounds"
+        mngr = checkpoints.manager(path, create=False) if path.is_dir() else None
+        if mngr is None or mngr.latest_step() is None:
+            todo.append(m)
+        if mngr is not None:
+            mngr.close()
+    if len(todo) < 2:
+        return {}
+    by_method = {m: nets_for(config, m) for m in todo}
+    key = round_key(config.seed, 0, "init")
+    inits = {m: n.init(key) for m, n in by_method.items()}
+    heads = {n.aux.head: m for m, n in by_method.items() if n.aux is not None}
+    state = inits[todo[0]].replace(
+        aux_params={h: inits[m].aux_params for h, m in heads.items()},
+        aux_opt_state={h: inits[m].aux_opt_state for h, m in heads.items()})
+    first = by_method[todo[0]]
+    lr = config.lr if config.lr is not None else train.HOURGLASS_LR
+    shared = dataclasses.replace(first, step=_multi_step(config.dataset, config.preset,
+                                                         tuple(sorted(heads)), float(lr),
+                                                         config.precision))
+    mesh = parallel.train_mesh()
+    state = parallel.replicate(state, mesh)
+    mid = checkpoints.manager(checkpoints.run_dir(workdir, "round0_shared", config.seed)
+                              / "training")
+    resume = {}
+    last = mid.latest_step()
+    if last is not None:
+        state, meta = checkpoints.restore(mid, last, state)
+        resume = dict(start_step=meta["step"],
+                      iterator_state=meta["iterators"][jax.process_index()].encode())
+        log(f"[seed {config.seed}] resuming the shared round 0 at step {meta['step']}")
+
+    def checkpoint(state, done, iterator_state):
+        iterators = [s.decode() for s in parallel.gather_bytes(iterator_state)]
+        checkpoints.save(mid, done, state, {"round": 0, "step": done, "iterators": iterators})
+        if config.crash_at == f"train:0:{done}":
+            raise SimulatedCrash(f"simulated crash in round 0 at step {done}")
+
+    log(f"[seed {config.seed}] round 0 trained once for {', '.join(todo)}")
+    t0 = time.perf_counter()
+    state = train_round(config, d, shared, state, initial_labelled(config, d), config.epochs, 0,
+                        f"s{config.seed} r0 shared", checkpoint=checkpoint, **resume)
+    seconds = round(time.perf_counter() - t0, 3)
+    mid.close()
+    out = {}
+    for m, n in by_method.items():
+        head = None if n.aux is None else n.aux.head
+        out[m] = (_copy(state.replace(
+            aux_params=None if head is None else state.aux_params[head],
+            aux_opt_state=None if head is None else state.aux_opt_state[head])), seconds)
+    return out
+
+
 def _run_one(config: Config, d: Data, method: str, workdir: pathlib.Path, rows_by_run, run_key,
-             log, on_round=None):
+             log, on_round=None, round0=None):
+    """Rounds of one (method, seed); `round0`: (state, seconds) of a shared first training."""
     n = nets_for(config, method)
     base = checkpoints.run_dir(workdir, method, config.seed)
     mngr, mid = checkpoints.manager(base / "rounds"), checkpoints.manager(base / "training")
@@ -856,9 +945,12 @@ def _run_one(config: Config, d: Data, method: str, workdir: pathlib.Path, rows_b
                 raise SimulatedCrash(f"simulated crash in round {rnd} at step {done}")
 
         t0 = time.perf_counter()
-        state = train_round(config, d, n, state, labelled_N, epochs, rnd, desc,
-                            checkpoint=checkpoint, **resume)
-        seconds_train = time.perf_counter() - t0
+        if rnd == 0 and round0 is not None:
+            state, seconds_train = parallel.replicate(round0[0], mesh), round0[1]
+        else:
+            state = train_round(config, d, n, state, labelled_N, epochs, rnd, desc,
+                                checkpoint=checkpoint, **resume)
+            seconds_train = time.perf_counter() - t0
         predictions = predict_test(config, d, n, state)
         row = {"method": method, "seed": config.seed, "round": rnd,
                "num_labelled": int(len(labelled_N)),

@@ -215,6 +215,38 @@ def _apply_updates(tx, grads, opt_state, params):
     return optax.apply_updates(params, updates), opt_state
 
 
+def _heatmap_losses(model, aux_models, params, aux_params, state, batch, *, skeleton,
+                    train_pose, ll_objective, ll_margin):
+    """(total loss, (batch_stats, logs)) of the hourglass and the auxiliary nets
+    `aux_models` ({name: AuxNet}, parameters `aux_params` {name: params}) on its detached
+    features; logs `aux_loss` (one net) or `aux_loss/<name>`."""
+    variables = {"params": params, "batch_stats": state.batch_stats}
+    if train_pose:
+        outputs, updated = model.apply(variables, batch["image"], train=True,
+                                       mutable=["batch_stats"])
+        batch_stats = updated["batch_stats"]
+    else:
+        outputs, batch_stats = model.apply(variables, batch["image"], train=False), \
+            state.batch_stats
+    pose_loss = jnp.mean(heatmap_mse_per_sample(outputs["heatmaps"], batch["heatmaps"]))
+    logs = {"pose_loss": pose_loss}
+    total = pose_loss if train_pose else 0.0
+    if aux_models:
+        pred_joints, _ = heatmaps_lib.decode(outputs["heatmaps"][:, -1])
+        true_loss_B = learning_loss_target(outputs["heatmaps"], batch["heatmaps"],
+                                           batch["visible"])
+    for name, aux_model in aux_models.items():
+        aux_outputs = aux_model.apply({"params": aux_params[name]}, outputs)
+        loss = aux_loss(
+            aux_model, aux_outputs, skeleton=skeleton, joints=batch["joints"],
+            visible=batch["visible"], pred_joints=pred_joints, true_loss_B=true_loss_B,
+            target_heatmaps=batch["heatmaps"], ll_objective=ll_objective,
+            ll_margin=ll_margin)
+        logs["aux_loss" if len(aux_models) == 1 else f"aux_loss/{name}"] = loss
+        total = total + loss
+    return total, (batch_stats, logs)
+
+
 def make_heatmap_train_step(model, aux_model, tx, aux_tx=None, *, skeleton,
                             train_pose: bool = True, ll_objective: str = "kl",
                             ll_margin: float = 1.0):
@@ -223,33 +255,30 @@ def make_heatmap_train_step(model, aux_model, tx, aux_tx=None, *, skeleton,
     `batch` keys: `image` B×S×S×3, `heatmaps` B×h×w×J, `joints` B×J×2 (heatmap cells),
     `visible` B×J. The state argument is donated.
     """
+    aux_models = {} if aux_model is None else {"aux": aux_model}
 
     def loss_fn(params, aux_params, state, batch):
-        variables = {"params": params, "batch_stats": state.batch_stats}
-        if train_pose:
-            outputs, updated = model.apply(variables, batch["image"], train=True,
-                                           mutable=["batch_stats"])
-            batch_stats = updated["batch_stats"]
-        else:
-            outputs, batch_stats = model.apply(variables, batch["image"], train=False), \
-                state.batch_stats
-        pose_loss = jnp.mean(heatmap_mse_per_sample(outputs["heatmaps"], batch["heatmaps"]))
-        logs = {"pose_loss": pose_loss}
-        total = pose_loss if train_pose else 0.0
-        if aux_model is not None:
-            aux_outputs = aux_model.apply({"params": aux_params}, outputs)
-            pred_joints, _ = heatmaps_lib.decode(outputs["heatmaps"][:, -1])
-            true_loss_B = learning_loss_target(outputs["heatmaps"], batch["heatmaps"],
-                                               batch["visible"])
-            logs["aux_loss"] = aux_loss(
-                aux_model, aux_outputs, skeleton=skeleton, joints=batch["joints"],
-                visible=batch["visible"], pred_joints=pred_joints, true_loss_B=true_loss_B,
-                target_heatmaps=batch["heatmaps"], ll_objective=ll_objective,
-                ll_margin=ll_margin)
-            total = total + logs["aux_loss"]
-        return total, (batch_stats, logs)
+        return _heatmap_losses(model, aux_models, params, {"aux": aux_params}, state, batch,
+                               skeleton=skeleton, train_pose=train_pose,
+                               ll_objective=ll_objective, ll_margin=ll_margin)
 
     return _make_step(loss_fn, tx, aux_tx, train_pose, aux_model is not None)
+
+
+def make_heatmap_multi_step(model, aux_models: dict, tx, aux_tx=None, *, skeleton,
+                            ll_objective: str = "kl", ll_margin: float = 1.0):
+    """`make_heatmap_train_step` with several auxiliary nets ({name: AuxNet}) trained at once
+    on the same hourglass: the state's `aux_params` / `aux_opt_state` are dicts by name. Each
+    auxiliary net sees only detached features and Adam is elementwise, so the hourglass and
+    every net follow the trajectories of the single-net steps (bit for bit on XLA:CPU, tested):
+    one training serves the first round of several acquisition methods."""
+
+    def loss_fn(params, aux_params, state, batch):
+        return _heatmap_losses(model, aux_models, params, aux_params, state, batch,
+                               skeleton=skeleton, train_pose=True, ll_objective=ll_objective,
+                               ll_margin=ll_margin)
+
+    return _make_step(loss_fn, tx, aux_tx, True, bool(aux_models), per_name=True)
 
 
 def make_regression_train_step(model, aux_model, tx, aux_tx=None, *, skeleton,
@@ -286,8 +315,16 @@ def make_regression_train_step(model, aux_model, tx, aux_tx=None, *, skeleton,
     return _make_step(loss_fn, tx, aux_tx, train_pose, aux_model is not None)
 
 
-def _make_step(loss_fn, tx, aux_tx, train_pose, has_aux):
+def _make_step(loss_fn, tx, aux_tx, train_pose, has_aux, per_name: bool = False):
+    """The jitted step; `per_name`: `aux_params` is a dict of nets, each with its own
+    optimizer state (as if trained alone)."""
     grad_fn = jax.grad(loss_fn, argnums=(0, 1), has_aux=True)
+
+    def apply_aux(grads, opt_state, params):
+        if not per_name:
+            return _apply_updates(aux_tx, grads, opt_state, params)
+        new = {k: _apply_updates(aux_tx, grads[k], opt_state[k], params[k]) for k in params}
+        return {k: v[0] for k, v in new.items()}, {k: v[1] for k, v in new.items()}
 
     @functools.partial(jax.jit, donate_argnums=(0,))
     def step(state, batch):
@@ -298,8 +335,7 @@ def _make_step(loss_fn, tx, aux_tx, train_pose, has_aux):
             params, opt_state = _apply_updates(tx, grads, opt_state, params)
         aux_params, aux_opt_state = state.aux_params, state.aux_opt_state
         if has_aux:
-            aux_params, aux_opt_state = _apply_updates(aux_tx, aux_grads, aux_opt_state,
-                                                       aux_params)
+            aux_params, aux_opt_state = apply_aux(aux_grads, aux_opt_state, aux_params)
         new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
                                   opt_state=opt_state, aux_params=aux_params,
                                   aux_opt_state=aux_opt_state)
