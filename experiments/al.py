@@ -14,6 +14,7 @@ Cloud TPU). Training then spans every device of every host and pool scoring is s
 """
 from __future__ import annotations
 
+import errno
 import os
 import sys
 
@@ -21,7 +22,7 @@ import jax
 from absl import app, flags, logging
 
 from experiments import report
-from vl4pose_jax import acquisition, data, parallel, simulate
+from vl4pose_jax import acquisition, data, parallel, preemption, simulate
 
 # Paper protocols: unset flags default to these (per dataset, or per --protocol).
 _HUMAN = dict(init_size=1000, budget=1000, rounds=5, epochs=150, cycle_epochs=100,
@@ -99,6 +100,23 @@ flags.DEFINE_string("crash_at", None, "Testing only: 'round:R' aborts after roun
                     "R, to exercise resume.")
 
 
+def parse_pre_subset(value, budget: int):
+    """--pre_subset: None, a fraction in (0, 1] (float) or a whole count >= budget (int)."""
+    if value is None:
+        return None
+    if not value > 0:
+        raise simulate.SimulationError(
+            f"--pre_subset={value:g}: give a fraction of the pool in (0, 1] or a whole count of "
+            f"records of at least --budget={budget}.")
+    if value <= 1:
+        return float(value)
+    if value != int(value):
+        raise simulate.SimulationError(
+            f"--pre_subset={value:g} is neither a fraction in (0, 1] nor a whole count of "
+            f"records; give e.g. 0.1 or {max(budget, int(value))}.")
+    return int(value)
+
+
 def config_from_flags() -> simulate.Config:
     if FLAGS.dataset not in data.SPECS:
         raise simulate.SimulationError(f"unknown dataset {FLAGS.dataset!r}; known datasets: "
@@ -113,14 +131,32 @@ def config_from_flags() -> simulate.Config:
         value = getattr(FLAGS, name)
         if value is not None:
             protocol[name] = value
-    pre = protocol.get("pre_subset")
-    if pre is not None:
-        protocol["pre_subset"] = float(pre) if pre <= 1 else int(pre)
+    protocol["pre_subset"] = parse_pre_subset(protocol.get("pre_subset"), protocol["budget"])
     return simulate.Config(dataset=FLAGS.dataset, methods=tuple(FLAGS.method), seed=FLAGS.seed,
                            trials=FLAGS.trials, data_dir=FLAGS.data_dir,
                            checkpoint_every=FLAGS.checkpoint_every, crash_at=FLAGS.crash_at,
                            precision=FLAGS.precision, num_workers=FLAGS.num_workers,
                            **protocol)
+
+
+def io_message(err: OSError, workdir) -> str:
+    """One paragraph for an I/O failure during a run (disk full, storage gone read-only)."""
+    where = f" ({err.filename})" if getattr(err, "filename", None) else ""
+    hint = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
+            errno.EROFS: "the storage is read-only"}.get(err.errno, "")
+    return (f"writing the run's files failed{where}: {err.strerror or err}"
+            + (f" ({hint})" if hint else "") + f". The checkpoints in {workdir} up to the last "
+            "finished one are intact; make room (or fix the storage) and rerun the same command "
+            "to resume.")
+
+
+def scored_summary(rows) -> str:
+    """'pool records scored per round' per method and seed, when the rows record it."""
+    parts = []
+    for r in rows:
+        if r.get("num_scored") is not None:
+            parts.append(f"{r['method']} seed {r['seed']} round {r['round']}: {r['num_scored']}")
+    return ("pool records scored per round: " + "; ".join(parts)) if parts else ""
 
 
 def main(argv):
@@ -139,17 +175,32 @@ def main(argv):
     if cache:
         jax.config.update("jax_compilation_cache_dir", cache)
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    preemption.install()
     try:
         config = config_from_flags()
-        d = simulate.validate(config)
-        simulate.run(config, workdir, data_=d, on_round=report.round_plotter(workdir))
+        with simulate.workdir_lock(workdir):   # before the data: a refused launch fails at once
+            d = simulate.validate(config)
+            simulate.run(config, workdir, data_=d, on_round=report.round_plotter(workdir))
+            if not parallel.is_primary():
+                return
+            table = report.write_report([workdir], workdir)
     except simulate.SimulationError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)
-    if not parallel.is_primary():
-        return
-    table = report.write_report([workdir], workdir)
+    except preemption.Interrupted as err:
+        print(err, file=sys.stderr)
+        sys.exit(err.exit_code)
+    except KeyboardInterrupt:
+        print("interrupted again: stopped at once; rerun the same command to resume from the "
+              "last checkpoint.", file=sys.stderr)
+        sys.exit(130)
+    except OSError as err:
+        print(f"error: {io_message(err, workdir)}", file=sys.stderr)
+        sys.exit(1)
     print(report.markdown_table(table))
+    scored = scored_summary(report.read_rows([workdir]))
+    if scored:
+        print(scored)
     print(f"results: {workdir}/{simulate.RESULT_FILE}; table and learning curve: "
           f"{workdir}/report.md, report.csv, learning_curve.png; per-round plots: {workdir}/plots")
 
