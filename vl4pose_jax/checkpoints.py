@@ -12,6 +12,7 @@ the newest round: the one way to get a trained model out of a workdir.
 """
 from __future__ import annotations
 
+import errno
 import os
 import pathlib
 
@@ -40,11 +41,29 @@ def manager(path: pathlib.Path, create: bool = True):
                                      enable_async_checkpointing=False))
 
 
+# TensorStore reports storage failures as ValueError with a status code: their errno.
+_STORAGE_ERRORS = {"RESOURCE_EXHAUSTED": errno.ENOSPC, "No space left": errno.ENOSPC,
+                   "Read-only file system": errno.EROFS, "PERMISSION_DENIED": errno.EACCES,
+                   "Disk quota exceeded": errno.EDQUOT}
+
+
 def save(mngr, step: int, state, meta: dict):
+    """Save `step`; a storage failure (disk full, read-only, no permission) is an `OSError`
+    naming the checkpoint folder (Orbax keeps the unfinished step in a tmp folder that the next
+    manager cleans up, so earlier steps stay intact)."""
     import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
-    mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(_to_saveable(state)),
-                                            meta=ocp.args.JsonSave(meta)))
-    mngr.wait_until_finished()
+    try:
+        mngr.save(step, args=ocp.args.Composite(
+            state=ocp.args.StandardSave(_to_saveable(state)), meta=ocp.args.JsonSave(meta)))
+        mngr.wait_until_finished()
+    except OSError:
+        raise
+    except Exception as err:  # pylint: disable=broad-except
+        code = next((c for key, c in _STORAGE_ERRORS.items() if key in str(err)), None)
+        if code is None:
+            raise
+        raise OSError(code, f"{os.strerror(code)} while saving step {step}",
+                      str(mngr.directory)) from None
 
 
 def restore(mngr, step: int, template):

@@ -57,9 +57,10 @@ def _describe(path: pathlib.Path) -> str:
 class FolderLock:
     """An exclusive lock on `folder` named `name`; see the module docstring."""
 
-    def __init__(self, folder, name: str = "run"):
+    def __init__(self, folder, name: str = "run", *, blocking: bool = False):
         self.folder = pathlib.Path(folder)
         self.path = self.folder / f".{name}.lock"
+        self.blocking = blocking   # wait for the holder instead of raising LockedError
         self._key = None
 
     def acquire(self) -> "FolderLock":
@@ -78,7 +79,7 @@ class FolderLock:
             raise LockIOError(err.errno, f"cannot write to {self.folder} "
                               f"({err.strerror or err})") from None
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if self.blocking else fcntl.LOCK_NB))
         except OSError as err:
             os.close(fd)
             if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
