@@ -13,6 +13,7 @@ the newest round: the one way to get a trained model out of a workdir.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import pathlib
 
@@ -52,6 +53,9 @@ def save(mngr, step: int, state, meta: dict):
     naming the checkpoint folder (Orbax keeps the unfinished step in a tmp folder that the next
     manager cleans up, so earlier steps stay intact)."""
     import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
+    for name in ("absl", "asyncio"):   # Orbax's threads log each failure with a traceback
+        if not any(isinstance(f, _StorageErrorFilter) for f in logging.getLogger(name).filters):
+            logging.getLogger(name).addFilter(_StorageErrorFilter())
     try:
         mngr.save(step, args=ocp.args.Composite(
             state=ocp.args.StandardSave(_to_saveable(state)), meta=ocp.args.JsonSave(meta)))
@@ -64,6 +68,16 @@ def save(mngr, step: int, state, meta: dict):
             raise
         raise OSError(code, f"{os.strerror(code)} while saving step {step}",
                       str(mngr.directory)) from None
+
+
+class _StorageErrorFilter(logging.Filter):
+    """Drops the log records of Orbax's threads and tasks about a storage failure (`save`
+    raises it as one OSError); every other record passes."""
+
+    def filter(self, record):
+        text = record.getMessage() + (str(record.exc_info[1]) if record.exc_info else "")
+        return not (("orbax" in record.pathname or "orbax" in text)
+                    and any(key in text for key in _STORAGE_ERRORS))
 
 
 def restore(mngr, step: int, template):
