@@ -196,7 +196,9 @@ def main(argv):
         sys.exit(130)
     except OSError as err:
         print(f"error: {io_message(err, workdir)}", file=sys.stderr)
-        sys.exit(1)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)   # now: Orbax's writer threads would print their failures while exiting
     print(report.markdown_table(table))
     scored = scored_summary(report.read_rows([workdir]))
     if scored:

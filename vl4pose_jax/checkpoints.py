@@ -16,6 +16,7 @@ import errno
 import logging
 import os
 import pathlib
+import shutil
 
 import jax
 
@@ -50,15 +51,22 @@ _STORAGE_ERRORS = {"RESOURCE_EXHAUSTED": errno.ENOSPC, "No space left": errno.EN
 
 def save(mngr, step: int, state, meta: dict):
     """Save `step`; a storage failure (disk full, read-only, no permission) is an `OSError`
-    naming the checkpoint folder (Orbax keeps the unfinished step in a tmp folder that the next
+    naming the checkpoint folder, raised before writing when the disk lacks the state's size (Orbax keeps the unfinished step in a tmp folder that the next
     manager cleans up, so earlier steps stay intact)."""
     import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
     for name in ("absl", "asyncio"):   # Orbax's threads log each failure with a traceback
         if not any(isinstance(f, _StorageErrorFilter) for f in logging.getLogger(name).filters):
             logging.getLogger(name).addFilter(_StorageErrorFilter())
+    saveable = _to_saveable(state)
+    need = sum(int(getattr(x, "nbytes", 0)) for x in jax.tree.leaves(saveable)) + (1 << 20)
+    folder = pathlib.Path(mngr.directory)
+    free = shutil.disk_usage(folder if folder.exists() else folder.parent).free
+    if free < need:   # fail before Orbax starts its writer threads
+        raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} before saving step {step} "
+                      f"({free:,} bytes free, about {need:,} needed)", str(folder))
     try:
         mngr.save(step, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(_to_saveable(state)), meta=ocp.args.JsonSave(meta)))
+            state=ocp.args.StandardSave(saveable), meta=ocp.args.JsonSave(meta)))
         mngr.wait_until_finished()
     except OSError:
         raise
@@ -76,7 +84,7 @@ class _StorageErrorFilter(logging.Filter):
 
     def filter(self, record):
         text = record.getMessage() + (str(record.exc_info[1]) if record.exc_info else "")
-        return not (("orbax" in record.pathname or "orbax" in text)
+        return not (("orbax" in record.pathname or "orbax" in text or record.name == "asyncio")
                     and any(key in text for key in _STORAGE_ERRORS))
 
 
