@@ -169,7 +169,7 @@ def test_corrupt_newest_checkpoint_falls_back_to_the_newest_intact_one(data_dir,
 
 def test_sigterm_and_ctrl_c_save_at_the_next_step_and_resume_exactly(data_dir, tmp_path):
     w = tmp_path / "w"
-    args = cli(w, data_dir, "--cycle_epochs=40", "--checkpoint_every=1")
+    args = cli(w, data_dir, "--cycle_epochs=12", "--checkpoint_every=1")
     training = w / "checkpoints/random/seed_0/training"
 
     def steps():
