@@ -6,6 +6,9 @@ same command resumes exactly. Flags left unset take the protocol of the chosen d
 quick CPU run is `--dataset=synthetic_human --method=vl4pose,random --preset=tiny`. Every check
 that needs no training (names, prepared data, budget vs pool) runs first and exits non-zero with
 a one-paragraph message. Results: `WORKDIR/results.jsonl`; tables: `python -m experiments.report`.
+A second launch on a workdir in use is refused (exit 1, naming the holder); SIGTERM and Ctrl-C
+save a checkpoint at the next training step and exit with 143 and 130 (rerun to resume); I/O
+failures (disk full, read-only storage) exit 1 with one paragraph.
 
 Several hosts: start the same command on every host with `--distributed` (or
 VL4POSE_DISTRIBUTED=1) and a shared `--workdir`; `--coordinator_address`, `--num_processes` and
@@ -74,8 +77,8 @@ flags.DEFINE_float("lr", None, "Adam learning rate (default: 3e-4 hourglass, 1e-
                    "3e-3 on synthetic_human).")
 flags.DEFINE_integer("checkpoint_every", 10, "Epochs between mid-training checkpoints (0: only "
                      "at the end of each round).")
-flags.DEFINE_float("pre_subset", None, "Score only a random fraction (<= 1) or count (> 1) of "
-                   "the pool each round (protocol default).")
+flags.DEFINE_float("pre_subset", None, "Score only a random fraction in (0, 1] or a whole count "
+                   "(at least --budget) of the pool each round (protocol default).")
 flags.DEFINE_enum("precision", "float32", ["float32", "bfloat16"], "Compute dtype of the "
                   "networks: 'bfloat16' computes in bfloat16 with float32 parameters and losses "
                   "(for GPU/TPU); 'float32' (default) everywhere else. Part of the run's identity.")

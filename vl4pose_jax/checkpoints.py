@@ -9,6 +9,11 @@ saving and restoring a `train.TrainState` (typed PRNG keys stored as raw key dat
 
 `simulate.load_trained(workdir)` builds the template from the workdir's config and restores
 the newest round: the one way to get a trained model out of a workdir.
+
+Reliability: `lock_workdir` takes the run lock (`locking.FolderLock`, joined by every process of
+a multi-process run through the primary); `restore_newest_intact` skips unreadable steps (moved
+to `<run dir>/unreadable/`) with a warning, or says what to delete; `save` turns storage
+failures (disk full, read-only) into one `OSError` naming the folder.
 """
 from __future__ import annotations
 
