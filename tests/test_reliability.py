@@ -165,6 +165,21 @@ def test_corrupt_newest_checkpoint_falls_back_to_the_newest_intact_one(data_dir,
         simulate.run(cfg, w, log=lambda *_: None)
 
 
+def test_corrupt_mid_round_checkpoint_falls_back_to_the_previous_one(data_dir, tmp_path):
+    cfg = config(data_dir, epochs=3, checkpoint_every=1)
+    reference = simulate.run(cfg, tmp_path / "a", log=lambda *_: None)
+    with pytest.raises(simulate.SimulatedCrash):
+        simulate.run(dataclasses.replace(cfg, crash_at="train:0:4"), tmp_path / "b",
+                     log=lambda *_: None)
+    training = tmp_path / "b/checkpoints/random/seed_0/training"
+    (training / "4" / "state" / "_METADATA").unlink()
+    messages = []
+    rows = simulate.run(cfg, tmp_path / "b", log=messages.append)
+    assert strip(rows) == strip(reference)
+    assert any(f"{training / '4'} (" in m and "resuming from step 2" in m for m in messages)
+    assert any("resuming round 0 at step 2" in m for m in messages)
+
+
 # ------------------------------------------------------------------------- 4. signals
 
 def test_sigterm_and_ctrl_c_save_at_the_next_step_and_resume_exactly(data_dir, tmp_path):
