@@ -128,9 +128,9 @@ def test_empty_pool_names_init_size(data_dir, monkeypatch):
     def pool_only(cfg):
         d = real(cfg)
         pool = d.source.parts[-1]
-        return dataclasses.replace(d, source=simulate._Union([pool]),  # pylint: disable=protected-access
-                                   ids=d.ids[d.pool_start:], ood_N=d.ood_N[d.pool_start:],
-                                   pool_start=0)
+        union = simulate._Union([pool])  # pylint: disable=protected-access
+        return dataclasses.replace(d, source=union, ids=d.ids[d.pool_start:],
+                                   ood_N=d.ood_N[d.pool_start:], pool_start=0)
 
     monkeypatch.setattr(simulate, "load_data", pool_only)
     with pytest.raises(simulate.SimulationError, match="--init_size=200.*lower --init_size"):

@@ -56,8 +56,9 @@ _STORAGE_ERRORS = {"RESOURCE_EXHAUSTED": errno.ENOSPC, "No space left": errno.EN
 
 def save(mngr, step: int, state, meta: dict):
     """Save `step`; a storage failure (disk full, read-only, no permission) is an `OSError`
-    naming the checkpoint folder, raised before writing when the disk lacks the state's size (Orbax keeps the unfinished step in a tmp folder that the next
-    manager cleans up, so earlier steps stay intact)."""
+    naming the checkpoint folder, raised before writing when the disk lacks the state's size
+    (Orbax keeps an unfinished step in a tmp folder that the next manager cleans up, so earlier
+    steps stay intact)."""
     import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
     for name in ("absl", "asyncio"):   # Orbax's threads log each failure with a traceback
         if not any(isinstance(f, _StorageErrorFilter) for f in logging.getLogger(name).filters):
@@ -163,7 +164,8 @@ def restore_newest_intact(mngr, template, *, steps=None, required: bool = True, 
         try:
             state, meta = restore(mngr, step, template)
         except Exception as err:  # pylint: disable=broad-except
-            bad.append((step, f"{type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}"))
+            first_line = (str(err).splitlines() or [""])[0][:200]
+            bad.append((step, f"{type(err).__name__}: {first_line}"))
             continue
         found = (step, state, meta)
         break
@@ -181,7 +183,8 @@ def restore_newest_intact(mngr, template, *, steps=None, required: bool = True, 
         parallel.gather_bytes(b"")   # every process waits for the primary's move
     mngr.reload()
     log("warning: skipped unreadable checkpoint(s) "
-        + "; ".join(f"{directory / str(s)} ({why}), moved to {m}" for (s, why), m in zip(bad, moved))
+        + "; ".join(f"{directory / str(s)} ({why}), moved to {m}"
+                    for (s, why), m in zip(bad, moved))
         + (f"; resuming from step {found[0]}" if found[0] is not None
            else "; starting this part again from its beginning"))
     return found
