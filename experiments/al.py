@@ -6,6 +6,9 @@ same command resumes exactly. Flags left unset take the protocol of the chosen d
 quick CPU run is `--dataset=synthetic_human --method=vl4pose,random --preset=tiny`. Every check
 that needs no training (names, prepared data, budget vs pool) runs first and exits non-zero with
 a one-paragraph message. Results: `WORKDIR/results.jsonl`; tables: `python -m experiments.report`.
+A second launch on a workdir in use is refused (exit 1, naming the holder); SIGTERM and Ctrl-C
+save a checkpoint at the next training step and exit with 143 and 130 (rerun to resume); I/O
+failures (disk full, read-only storage) exit 1 with one paragraph.
 
 Several hosts: start the same command on every host with `--distributed` (or
 VL4POSE_DISTRIBUTED=1) and a shared `--workdir`; `--coordinator_address`, `--num_processes` and
@@ -14,6 +17,7 @@ Cloud TPU). Training then spans every device of every host and pool scoring is s
 """
 from __future__ import annotations
 
+import errno
 import os
 import sys
 
@@ -21,7 +25,7 @@ import jax
 from absl import app, flags, logging
 
 from experiments import report
-from vl4pose_jax import acquisition, data, parallel, simulate
+from vl4pose_jax import acquisition, data, parallel, preemption, simulate
 
 # Paper protocols: unset flags default to these (per dataset, or per --protocol).
 _HUMAN = dict(init_size=1000, budget=1000, rounds=5, epochs=150, cycle_epochs=100,
@@ -79,8 +83,8 @@ flags.DEFINE_float("lr", None, "Adam learning rate (default: 3e-4 hourglass, 1e-
                    "3e-3 on synthetic_human).")
 flags.DEFINE_integer("checkpoint_every", 10, "Epochs between mid-training checkpoints (0: only "
                      "at the end of each round).")
-flags.DEFINE_float("pre_subset", None, "Score only a random fraction (<= 1) or count (> 1) of "
-                   "the pool each round (protocol default).")
+flags.DEFINE_float("pre_subset", None, "Score only a random fraction in (0, 1] or a whole count "
+                   "(at least --budget) of the pool each round (protocol default).")
 flags.DEFINE_enum("precision", "float32", ["float32", "bfloat16"], "Compute dtype of the "
                   "networks: 'bfloat16' computes in bfloat16 with float32 parameters and losses "
                   "(for GPU/TPU); 'float32' (default) everywhere else. Part of the run's identity.")
@@ -108,6 +112,23 @@ flags.DEFINE_string("crash_at", None, "Testing only: 'round:R' aborts after roun
                     "R, to exercise resume.")
 
 
+def parse_pre_subset(value, budget: int):
+    """--pre_subset: None, a fraction in (0, 1] (float) or a whole count >= budget (int)."""
+    if value is None:
+        return None
+    if not value > 0:
+        raise simulate.SimulationError(
+            f"--pre_subset={value:g}: give a fraction of the pool in (0, 1] or a whole count of "
+            f"records of at least --budget={budget}.")
+    if value <= 1:
+        return float(value)
+    if value != int(value):
+        raise simulate.SimulationError(
+            f"--pre_subset={value:g} is neither a fraction in (0, 1] nor a whole count of "
+            f"records; give e.g. 0.1 or {max(budget, int(value))}.")
+    return int(value)
+
+
 def config_from_flags() -> simulate.Config:
     if FLAGS.dataset not in data.SPECS:
         raise simulate.SimulationError(f"unknown dataset {FLAGS.dataset!r}; known datasets: "
@@ -126,14 +147,32 @@ def config_from_flags() -> simulate.Config:
         raise simulate.SimulationError(
             f"--cycle_epochs={FLAGS.cycle_epochs} has no effect with --retrain=scratch: every "
             "from-scratch round trains --epochs, so that rounds differ only in their labels.")
-    pre = protocol.get("pre_subset")
-    if pre is not None:
-        protocol["pre_subset"] = float(pre) if pre <= 1 else int(pre)
+    protocol["pre_subset"] = parse_pre_subset(protocol.get("pre_subset"), protocol["budget"])
     return simulate.Config(dataset=FLAGS.dataset, methods=tuple(FLAGS.method), seed=FLAGS.seed,
                            trials=FLAGS.trials, data_dir=FLAGS.data_dir,
                            checkpoint_every=FLAGS.checkpoint_every, crash_at=FLAGS.crash_at,
                            precision=FLAGS.precision, num_workers=FLAGS.num_workers,
                            init_from=FLAGS.init_from, **protocol)
+
+
+def io_message(err: OSError, workdir) -> str:
+    """One paragraph for an I/O failure during a run (disk full, storage gone read-only)."""
+    where = f" ({err.filename})" if getattr(err, "filename", None) else ""
+    hint = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
+            errno.EROFS: "the storage is read-only"}.get(err.errno, "")
+    return (f"writing the run's files failed{where}: {err.strerror or err}"
+            + (f" ({hint})" if hint else "") + f". The checkpoints in {workdir} up to the last "
+            "finished one are intact; make room (or fix the storage) and rerun the same command "
+            "to resume.")
+
+
+def scored_summary(rows) -> str:
+    """'pool records scored per round' per method and seed, when the rows record it."""
+    parts = []
+    for r in rows:
+        if r.get("num_scored") is not None:
+            parts.append(f"{r['method']} seed {r['seed']} round {r['round']}: {r['num_scored']}")
+    return ("pool records scored per round: " + "; ".join(parts)) if parts else ""
 
 
 def main(argv):
@@ -152,16 +191,34 @@ def main(argv):
     if cache:
         jax.config.update("jax_compilation_cache_dir", cache)
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    preemption.install()
     try:
         config = config_from_flags()
-        d = simulate.validate(config)
-        simulate.run(config, workdir, data_=d, on_round=report.round_plotter(workdir))
+        with simulate.workdir_lock(workdir):   # before the data: a refused launch fails at once
+            d = simulate.validate(config)
+            simulate.run(config, workdir, data_=d, on_round=report.round_plotter(workdir))
+            if not parallel.is_primary():
+                return
+            summary = report.write_summary([workdir], workdir)
     except simulate.SimulationError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)
-    if not parallel.is_primary():
-        return
-    print(report.write_summary([workdir], workdir))
+    except preemption.Interrupted as err:
+        print(err, file=sys.stderr)
+        sys.exit(err.exit_code)
+    except KeyboardInterrupt:
+        print("interrupted again: stopped at once; rerun the same command to resume from the "
+              "last checkpoint.", file=sys.stderr)
+        sys.exit(130)
+    except OSError as err:
+        print(f"error: {io_message(err, workdir)}", file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)   # now: Orbax's writer threads would print their failures while exiting
+    print(summary)
+    scored = scored_summary(report.read_rows([workdir]))
+    if scored:
+        print(scored)
     print(f"results: {workdir}/{simulate.RESULT_FILE}; table and learning curve: "
           f"{workdir}/report.md, report.csv, learning_curve.png; per-round plots: {workdir}/plots")
 

@@ -21,6 +21,7 @@ import collections
 import csv
 import json
 import math
+import os
 import pathlib
 import sys
 
@@ -662,22 +663,39 @@ def plot_score_histogram(scores_N, selected_mask_N, title, path, xlabel="score")
 
 
 def round_plotter(workdir):
-    """An `on_round` hook for `simulate.run`: gallery and score histogram per acquisition."""
+    """An `on_round` hook for `simulate.run`: gallery and score histogram per acquisition. Each
+    PNG is written to a temporary name and renamed, the score histogram before the gallery, so a
+    present gallery means a plotted round; `on_round.missing(row)` says a round's gallery is
+    absent (a kill between its checkpoint and its plots), and `simulate.run` then calls the hook
+    again for that round on resume."""
     plots = pathlib.Path(workdir) / "plots"
+
+    def stem(row):
+        return f"{row['method']}_seed{row['seed']}_round{row['round']}"
+
+    def atomic(path, plot):   # plot(path) writes the figure
+        tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+        plot(tmp)
+        os.replace(tmp, path)
 
     def on_round(row, extras):
         plots.mkdir(parents=True, exist_ok=True)
-        stem = f"{row['method']}_seed{row['seed']}_round{row['round']}"
-        if extras.get("examples") is not None:
-            plot_gallery(extras["examples"], f"{row['method']}, seed {row['seed']}, round "
-                         f"{row['round']}: selected", plots / f"{stem}_gallery.png")
         sel = extras.get("selection")
         if sel is not None and sel.scores is not None and sel.scored_indices is not None:
             mask = np.isin(np.asarray(sel.scored_indices), np.asarray(sel.indices))
             xlabel = "-log likelihood" if row["method"] == "vl4pose" else "score"
-            plot_score_histogram(sel.scores, mask, f"{row['method']}: pool vs selection, "
-                                 f"round {row['round']}", plots / f"{stem}_scores.png", xlabel)
+            title = f"{row['method']}: pool vs selection, round {row['round']}"
+            atomic(plots / f"{stem(row)}_scores.png",
+                   lambda p: plot_score_histogram(sel.scores, mask, title, p, xlabel))
+        if extras.get("examples") is not None:
+            title = f"{row['method']}, seed {row['seed']}, round {row['round']}: selected"
+            atomic(plots / f"{stem(row)}_gallery.png",
+                   lambda p: plot_gallery(extras["examples"], title, p))
 
+    def missing(row):
+        return bool(row.get("selected_ids")) and not (plots / f"{stem(row)}_gallery.png").exists()
+
+    on_round.missing = missing
     return on_round
 
 

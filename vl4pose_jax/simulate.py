@@ -22,6 +22,7 @@ batch differ (each process shuffles its own shard), so results depend on the pro
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import functools
 import json
@@ -37,8 +38,8 @@ import numpy as np
 import optax
 from tqdm import tqdm
 
-from vl4pose_jax import (acquisition, checkpoints, data, heatmaps, likelihood, metrics, models,
-                         parallel, train)
+from vl4pose_jax import (acquisition, checkpoints, data, heatmaps, likelihood, locking, metrics,
+                         models, parallel, preemption, train)
 
 # Test-sized network: compiles in seconds on a CPU.
 MICRO = models.Preset(dict(num_stacks=1, channels=16, depth=1), input_size=32, heatmap_size=8)
@@ -235,6 +236,7 @@ def validate(config: Config) -> Data:
             raise SimulationError(f"--{name} must be at least 1, got {getattr(config, name)}.")
     if min(config.rounds, config.epochs, config.cycle_epochs, config.min_steps) < 0:
         raise SimulationError("--rounds, --epochs, --cycle_epochs and --min_steps must be >= 0.")
+    check_flags(config)
     try:
         d = load_data(config)
     except data.DatasetNotPreparedError as err:
@@ -246,7 +248,11 @@ def validate(config: Config) -> Data:
         raise SimulationError(
             f"--budget={config.budget} x --rounds={config.rounds} = "
             f"{config.budget * config.rounds} records, but the unlabelled pool of "
-            f"{config.dataset!r} has only {pool_size}; lower --budget or --rounds.")
+            f"{config.dataset!r} has only {pool_size}"
+            + (f" (its {len(d.source)} records less the --init_size={config.init_size} "
+               "initial labelled ones, which this dataset draws from the same split); lower "
+               "--init_size, --budget or --rounds." if d.pool_start == 0
+               else "; lower --budget or --rounds."))
     return d
 
 
@@ -375,7 +381,8 @@ def train_round(config: Config, d: Data, n: Nets, state, labelled_N, epochs: int
     """`epochs` passes (drop-remainder batches) over the labelled set, and at least
     `config.min_steps` steps; returns the new state.
     Every `config.checkpoint_every` epochs, `checkpoint(state, steps_done, iterator_state)`;
-    `start_step` / `iterator_state` resume from such a checkpoint."""
+    `start_step` / `iterator_state` resume from such a checkpoint. After a signal noted by
+    `preemption`, the same checkpoint at the next step boundary, then `preemption.Interrupted`."""
     mesh = parallel.train_mesh()
     batch_size = global_batch_size(config.batch_size, len(labelled_N), mesh)
     steps_per_epoch = max(1, len(labelled_N) // batch_size)
@@ -417,6 +424,13 @@ def train_round(config: Config, d: Data, n: Nets, state, labelled_N, epochs: int
                 check(*pending)
                 pending = None
                 checkpoint(state, done, it.get_state())
+            signum = checkpoint is not None and done < steps and preemption.requested(multi)
+            if signum:   # SIGTERM / Ctrl-C: save where we are (unless just saved) and stop
+                if pending is not None:
+                    check(*pending)
+                    pending = None
+                    checkpoint(state, done, it.get_state())
+                raise preemption.Interrupted(signum, f"{desc} at step {done} of {steps}")
         if pending is not None:
             check(*pending)
     return state
@@ -683,6 +697,85 @@ def check_workdir(config: Config, workdir) -> None:
         _atomic_write(path, json.dumps(ident, indent=2, sort_keys=True))
 
 
+def check_flags(config: Config) -> None:
+    """The value checks of `validate` that need no data: learning rate, methods listed once,
+    `pre_subset` a fraction in (0, 1] or a count of at least `budget`."""
+    if config.lr is not None and not (isinstance(config.lr, (int, float)) and config.lr > 0
+                                      and np.isfinite(config.lr)):
+        raise SimulationError(f"--lr must be a positive number, got {config.lr!r}.")
+    twice = sorted({m for m in config.methods if config.methods.count(m) > 1})
+    if twice:
+        raise SimulationError(f"--method lists {', '.join(map(repr, twice))} more than once; "
+                              "give each method once.")
+    pre = config.pre_subset
+    if pre is None:
+        return
+    if isinstance(pre, bool) or not isinstance(pre, (int, float, np.integer, np.floating)):
+        raise SimulationError(f"--pre_subset must be a number, got {pre!r}.")
+    if isinstance(pre, (float, np.floating)):
+        if not 0 < pre <= 1:
+            raise SimulationError(
+                f"--pre_subset={pre!r}: give a fraction of the pool in (0, 1] (e.g. 0.1) or a "
+                f"whole count of records of at least --budget={config.budget} (e.g. 1000).")
+    elif pre < config.budget:
+        raise SimulationError(
+            f"--pre_subset={pre} records is fewer than --budget={config.budget}: every scored "
+            "record would be selected (random selection); give a count of at least the "
+            "budget or a fraction in (0, 1].")
+
+
+@contextlib.contextmanager
+def workdir_lock(workdir):
+    """Hold the run lock of `workdir` (`checkpoints.lock_workdir`), as SimulationError when it
+    is taken or the workdir cannot be written."""
+    try:
+        lock = checkpoints.lock_workdir(workdir)
+    except locking.LockedError as err:
+        raise SimulationError(f"{err}. Two runs on one workdir would overwrite each other's "
+                              "checkpoints: wait for it to finish (or stop it), or choose "
+                              "another --workdir.") from None
+    except locking.LockIOError as err:
+        raise SimulationError(f"{err.strerror}: the workdir must be a folder on writable "
+                              "storage; choose another --workdir.") from None
+    try:
+        yield lock
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _restore(mngr, template, *, steps=None, log=print):
+    """`checkpoints.restore_newest_intact` of a round (`steps` None) or mid-round manager."""
+    try:
+        return checkpoints.restore_newest_intact(mngr, template, steps=steps,
+                                                 required=steps is None, log=log)
+    except checkpoints.CheckpointError as err:
+        raise SimulationError(str(err)) from None
+
+
+def _replot(config: Config, d: Data, n: Nets, state, method: str, labelled_N, row: dict,
+            on_round, log):
+    """Call `on_round` again for the restored round `row` when `on_round.missing(row)` (a kill
+    between the round's checkpoint and its plots): the selection is recomputed from the
+    restored state (deterministic, so it equals `row['selected_ids']`)."""
+    missing = getattr(on_round, "missing", None)
+    need = bool(row["selected_ids"]) and missing is not None and bool(missing(row))
+    if jax.process_count() > 1:   # acquisition is collective: all or none
+        need = any(parallel.gather_bytes(b"1" if need else b""))
+    if not need:
+        return
+    k = len(row["selected_ids"])
+    sel, _ = acquire(config, d, n, state, method, labelled_N[:-k], row["round"])
+    if [d.ids[i] for i in sel.indices] != row["selected_ids"]:
+        log(f"warning: [{method} seed {config.seed}] round {row['round']}: the recomputed "
+            "selection differs from the recorded one; its score plot is not regenerated")
+        sel = None
+    if on_round is not None:
+        log(f"[{method} seed {config.seed}] regenerating the plots of round {row['round']}")
+        on_round(row, {"selection": sel,
+                       "examples": selected_examples(config, d, n, state, labelled_N[-k:])})
+
+
 @dataclasses.dataclass
 class Trained:
     """A trained state taken from a workdir: its `config`, the `nets` to apply it, the `state`
@@ -790,8 +883,17 @@ def run(config: Config, workdir, *, data_: Data | None = None, log=print,
     """Run (or resume) every (method, seed) of `config` in `workdir`; returns the result rows
     (also in `workdir/results.jsonl`, one per finished round, ordered by method, seed, round).
     `on_round(row, extras)` (e.g. plots) is called after each round's checkpoint, with extras
-    {'selection': `acquisition.Selection` or None, 'examples': `selected_examples` or None}."""
+    {'selection': `acquisition.Selection` or None, 'examples': `selected_examples` or None};
+    if it has a `missing(row)` attribute that is true for the round a resume restores, that
+    round's call is repeated (a kill between checkpoint and plots). The workdir is locked for
+    the run (`checkpoints.lock_workdir`); a signal noted by `preemption` stops the run at the
+    next checkpoint with `preemption.Interrupted`."""
     workdir = pathlib.Path(workdir)
+    with workdir_lock(workdir):
+        return _run(config, workdir, data_=data_, log=log, on_round=on_round)
+
+
+def _run(config: Config, workdir: pathlib.Path, *, data_, log, on_round) -> list[dict]:
     d = data_ if data_ is not None else validate(config)
     check_workdir(config, workdir)
     if not parallel.is_primary():  # one process speaks and plots for all
@@ -908,9 +1010,9 @@ def _run_one(config: Config, d: Data, method: str, workdir: pathlib.Path, rows_b
     labelled_N = initial_labelled(config, d)
     start = 0
     rows = rows_by_run[run_key]
-    last = mngr.latest_step()
+    last, restored, meta = _restore(mngr, state, log=log)
     if last is not None:
-        state, meta = checkpoints.restore(mngr, last, state)
+        state = restored
         labelled_N = np.asarray(meta["labelled_indices"], np.int64)
         if [d.ids[i] for i in labelled_N] != meta["labelled_ids"]:
             raise SimulationError(f"the labelled ids in {mngr.directory} do not match the "
@@ -919,15 +1021,17 @@ def _run_one(config: Config, d: Data, method: str, workdir: pathlib.Path, rows_b
         start = last + 1
         if start <= config.rounds:
             log(f"[{method} seed {config.seed}] resuming after round {last}")
+        _replot(config, d, n, state, method, labelled_N, rows[-1], on_round, log)
     for rnd in range(start, config.rounds + 1):
         desc = f"{method} s{config.seed} r{rnd}"
         if rnd > 0 and config.retrain == "scratch":
             state = parallel.replicate(n.init(round_key(config.seed, rnd, "init")), mesh)
         epochs = config.epochs if rnd == 0 or config.retrain == "scratch" else config.cycle_epochs
         resume = {}
-        mid_last = mid.latest_step()
-        if mid_last is not None and mid_last // _MID == rnd:
-            state, mid_meta = checkpoints.restore(mid, mid_last, state)
+        mid_last, restored, mid_meta = _restore(
+            mid, state, steps=[s for s in mid.all_steps() if s // _MID == rnd], log=log)
+        if mid_last is not None:
+            state = restored
             iterators = mid_meta.get("iterators") or [mid_meta["iterator"]]  # older: one
             if len(iterators) != jax.process_count():
                 raise SimulationError(
@@ -982,6 +1086,10 @@ def _run_one(config: Config, d: Data, method: str, workdir: pathlib.Path, rows_b
             on_round(row, {"selection": sel, "examples": examples})
         if config.crash_at == f"round:{rnd}" and run_key[0] == 0:
             raise SimulatedCrash(f"simulated crash after round {rnd}")
+        signum = preemption.requested(collective=True)
+        if signum:
+            raise preemption.Interrupted(signum, f"round {rnd} of {method} seed {config.seed} "
+                                         f"({mngr.directory})")
     mngr.close()
     mid.close()
     _write_results(workdir, rows_by_run)

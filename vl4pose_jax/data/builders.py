@@ -32,7 +32,8 @@ naming the file, unless `skip_corrupt=True`: then it is skipped and listed in
 outside the image; hand depth <= 0 or > 5 m) are masked (visibility -1) and counted. Every
 count goes to the log and to `build_report.json` beside the dataset. TFDS writes into an
 `incomplete.*` folder and renames it only when the build has finished, so an interrupted build
-never loads as complete (`load` then says which command to run).
+never loads as complete (`load` then says which command to run); the next build deletes such
+leftovers (builds of one dataset config take turns through a `locking.FolderLock`).
 """
 from __future__ import annotations
 
@@ -46,7 +47,7 @@ import pathlib
 import numpy as np
 import tensorflow_datasets as tfds
 
-from vl4pose_jax import skeletons
+from vl4pose_jax import locking, skeletons
 from vl4pose_jax.data import formats
 
 log = logging.getLogger(__name__)
@@ -599,6 +600,25 @@ def build(name: str, *, manual_dir=None, data_dir=None, config=None, skip_corrup
     """
     builder = get_builder(name, data_dir=data_dir, config=config, skip_corrupt=skip_corrupt,
                           manual_dir=manual_dir)
+    folder = pathlib.Path(builder.data_dir).parent
+    # One build of a dataset config at a time (a second waits), so leftovers are from kills.
+    with locking.FolderLock(folder, "build", blocking=True):
+        remove_incomplete(folder)
+        return _build_locked(name, builder, manual_dir)
+
+
+def remove_incomplete(folder) -> list:
+    """Delete the `incomplete.*` folders TFDS leaves in a dataset config's `folder` when a build
+    is killed (call it holding the build lock); returns them, each logged as a warning."""
+    import shutil  # pylint: disable=import-outside-toplevel
+    gone = sorted(p for p in pathlib.Path(folder).glob("incomplete.*") if p.is_dir())
+    for p in gone:
+        log.warning("removing %s, left by an interrupted build", p)
+        shutil.rmtree(p)
+    return gone
+
+
+def _build_locked(name, builder, manual_dir):
     if builder.is_prepared():
         log.info("%s is already built in %s", name, builder.data_dir)
         return builder

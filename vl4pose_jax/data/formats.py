@@ -52,7 +52,11 @@ def _load_mat_array(path, key: str) -> np.ndarray:
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"label file not found: {path}")
-    mat = sio.loadmat(path)
+    try:
+        mat = sio.loadmat(path)
+    except Exception as err:  # pylint: disable=broad-except  (scipy raises many kinds)
+        raise ValueError(f"{path}: not a readable MATLAB file ({type(err).__name__}: {err}); "
+                         "download and extract it again") from None
     if key not in mat:
         raise ValueError(f"{path}: no {key!r} array (keys: {sorted(k for k in mat if k[0] != '_')})")
     return mat[key]

@@ -6,7 +6,9 @@ r"""Build one dataset into a TFDS data directory (array_record, no TensorFlow ne
 Real datasets are downloaded by the user (licences forbid redistribution); `--manual_dir` is the
 folder holding the extracted files, as listed below. The synthetic sets need no download.
 Building is done once; a finished build is reused, an interrupted one is never mistaken for a
-finished one (TFDS writes into an `incomplete.*` folder and renames it at the end).
+finished one (TFDS writes into an `incomplete.*` folder and renames it at the end; the next build
+removes the folder a killed one left). A bad label file (wrong array shape, garbage bytes) is a
+one-paragraph error naming it.
 """
 from __future__ import annotations
 
@@ -40,8 +42,8 @@ def main(argv):
         else:
             builder = builders.build(f.dataset, manual_dir=f.manual_dir, data_dir=f.data_dir,
                                      config=f.config, skip_corrupt=f.skip_corrupt)
-    except (FileNotFoundError, builders.CorruptImageError, KeyError, coco.CocoError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (OSError, ValueError, builders.CorruptImageError, KeyError, coco.CocoError) as err:
+        print(f"error: {str(err).strip(chr(39))}", file=sys.stderr)
         if isinstance(err, builders.CorruptImageError):
             print("(rerun with --skip_corrupt to skip such files and list them in "
                   "corrupt_files.txt beside the dataset)", file=sys.stderr)
