@@ -41,9 +41,12 @@ PROTOCOLS = {
     # retrained from scratch for 60 epochs, batch 64.
     "cke": dict(init_size=1000, budget=1000, rounds=9, epochs=60, cycle_epochs=60,
                 retrain="scratch", preset="paper", batch_size=64, pre_subset=0.1),
-    # Built-in synthetic sets (config 'small': 200 initial, 1,000 pool, 200 test): CPU minutes.
-    "synthetic_human": dict(init_size=200, budget=100, rounds=3, epochs=30, cycle_epochs=10,
-                            retrain="finetune", preset="tiny", batch_size=16, pre_subset=None,
+    # Built-in synthetic sets (config 'small': 200 initial, 1,000 pool, 200 test): the CPU
+    # regime. People: the 'small' hourglass (128 px input, 32 x 32 heatmaps), 60 epochs (750
+    # steps) for round 0, which reaches PCK@0.2 ~76 % on in-distribution test people, then
+    # fine-tuned 5 epochs per round; about 5 minutes for two methods on 2 CPU cores.
+    "synthetic_human": dict(init_size=200, budget=100, rounds=3, epochs=60, cycle_epochs=5,
+                            retrain="finetune", preset="small", batch_size=16, pre_subset=None,
                             data_config="small", lr=3e-3),
     # Your own COCO keypoints data (data.coco): every train.json person labelled, no acquisition
     # (rank new images with experiments.score); --rounds simulates on pool.json.

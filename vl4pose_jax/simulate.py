@@ -318,9 +318,9 @@ def nets(task: str, dataset: str, preset: str, head: str | None, lr: float,
             out = predict(state, images)
             heat, links = out["heatmaps_BxHxWxJ"], out["link_params_BxLx2"]
             out["argmax_BxJx2"] = heatmaps.argmax_xy(heat)
-            out["refined_BxJx2"] = likelihood.refine_pose(heat, links, skeleton,
-                                                          num_peaks=REFINE_PEAKS,
-                                                          exclude_border=False)
+            out["refined_BxJx2"] = likelihood.refine_pose(
+                heat, links, skeleton, num_peaks=REFINE_PEAKS, exclude_border=False,
+                reference_size=heatmaps.REFERENCE_MAP_SIZE)
             return out
 
         return Nets(model, aux, init, step, predict_refined,
@@ -545,7 +545,9 @@ def evaluate(config: Config, d: Data, n: Nets, state, p: TestPredictions | None 
     """Test-split metrics: {'metrics': {name: value}, 'per_joint': {name: [J values]}}, plus,
     when the test split has OOD examples, 'metrics_by_kind' {kind: {name: value}} (kinds:
     'in_distribution' and each OOD kind present), and, when `n.predict` gives VL4Pose's
-    refined pose, 'refine' {'argmax': value, 'refined': value}."""
+    refined pose, 'refine' {'argmax': value, 'refined': value}: the metric of the integer
+    argmax pose and of the refined pose (Eq. 6; both in whole heatmap cells, so the difference
+    is refinement's alone; the headline metric uses the sub-cell decoding)."""
     p = predict_test(config, d, n, state) if p is None else p
     name = metric_name(config)
     mean, per_joint, _ = _accuracy(config, p)
@@ -557,10 +559,9 @@ def evaluate(config: Config, d: Data, n: Nets, state, p: TestPredictions | None 
                       if code > 0 and (p.ood == code).any()})
         out["metrics_by_kind"] = {k: {name: round(_accuracy(config, p, rows=m)[0], 6)}
                                   for k, m in kinds.items()}
-    if "refined_BxJx2" in p.extra:
-        out["refine"] = {"argmax": round(mean, 6),
-                         "refined": round(_accuracy(config, p, pred=p.extra["refined_BxJx2"])[0],
-                                          6)}
+    if "refined_BxJx2" in p.extra:   # both integer cells: refinement's own effect
+        out["refine"] = {k: round(_accuracy(config, p, pred=p.extra[f"{k}_BxJx2"])[0], 6)
+                         for k in ("argmax", "refined")}
     return out
 
 
@@ -965,9 +966,9 @@ def shared_round0(config: Config, d: Data, workdir: pathlib.Path, log=print) -> 
     mid = checkpoints.manager(checkpoints.run_dir(workdir, "round0_shared", config.seed)
                               / "training")
     resume = {}
-    last = mid.latest_step()
+    last, restored, meta = _restore(mid, state, steps=mid.all_steps(), log=log)
     if last is not None:
-        state, meta = checkpoints.restore(mid, last, state)
+        state = restored
         resume = dict(start_step=meta["step"],
                       iterator_state=meta["iterators"][jax.process_index()].encode())
         log(f"[seed {config.seed}] resuming the shared round 0 at step {meta['step']}")

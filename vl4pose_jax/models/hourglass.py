@@ -194,7 +194,7 @@ class Preset(NamedTuple):
 PAPER = dict(num_stacks=2, channels=256, depth=4)
 TINY = dict(num_stacks=2, channels=32, depth=2)
 # Between the two: 32 x 32 heatmaps (half the paper's resolution), sized to train on a CPU.
-SMALL = dict(num_stacks=2, channels=32, depth=3)
+SMALL = dict(num_stacks=1, channels=32, depth=3)
 PRESETS = {
     'paper': Preset(PAPER, input_size=256, heatmap_size=64),
     'small': Preset(SMALL, input_size=128, heatmap_size=32),
