@@ -38,3 +38,20 @@ def lspet_manual_dir(shared, root, n: int, start: int = 0) -> pathlib.Path:
 def shared_data():
     """Path to the real data folder; skips the test with a reason when it is absent."""
     return require_shared_data()
+
+
+TIMING = ("seconds_train", "seconds_score")
+
+
+def micro_config(data_dir, **kw):
+    """The smallest AL simulation (micro network, tiny synthetic people, one round)."""
+    from vl4pose_jax import simulate  # pylint: disable=import-outside-toplevel
+    base = dict(dataset="synthetic_human", methods=("random",), preset="micro",
+                data_config="tiny", data_dir=data_dir, init_size=16, budget=4, rounds=1,
+                epochs=1, cycle_epochs=1, batch_size=8, progress=False)
+    return simulate.Config(**{**base, **kw})
+
+
+def strip_timing(rows):
+    """Result rows without their wall-clock fields (for exact comparisons)."""
+    return [{k: v for k, v in r.items() if k not in TIMING} for r in rows]

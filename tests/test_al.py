@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from experiments import report
+from conftest import micro_config, strip_timing
 from vl4pose_jax import acquisition, simulate
 
-TIMING = ("seconds_train", "seconds_score")
 
 
 @pytest.fixture(scope="module")
@@ -19,15 +19,7 @@ def data_dir(tmp_path_factory):
     return str(tmp_path_factory.mktemp("al_data"))
 
 
-def config(data_dir, **kw):
-    base = dict(dataset="synthetic_human", methods=("random",), preset="micro",
-                data_config="tiny", data_dir=data_dir, init_size=16, budget=4, rounds=1,
-                epochs=1, cycle_epochs=1, batch_size=8, progress=False)
-    return simulate.Config(**{**base, **kw})
-
-
-def strip(rows):
-    return [{k: v for k, v in r.items() if k not in TIMING} for r in rows]
+config, strip = micro_config, strip_timing
 
 
 def test_every_heatmap_method_runs_two_rounds(data_dir, tmp_path):

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from conftest import micro_config, strip_timing
 from experiments import report
 from vl4pose_jax import metrics, models, simulate
 
@@ -17,11 +18,7 @@ def data_dir(tmp_path_factory):
     return str(tmp_path_factory.mktemp("fair_data"))
 
 
-def config(data_dir, **kw):
-    base = dict(dataset="synthetic_human", methods=("random",), preset="micro",
-                data_config="tiny", data_dir=data_dir, init_size=16, budget=4, rounds=1,
-                epochs=1, cycle_epochs=1, batch_size=8, progress=False)
-    return simulate.Config(**{**base, **kw})
+config = micro_config
 
 
 def test_pre_subset_is_paired_across_methods(data_dir):
@@ -146,9 +143,7 @@ def test_per_kind_accuracy_and_per_image_error_by_hand():
 def test_shared_round0_equals_separate_runs(data_dir, tmp_path):
     """Round 0 trained once for every heatmap method of a seed gives exactly the results of
     separate trainings, also when the shared training is killed and resumed mid-way."""
-    timing = ("seconds_train", "seconds_score")
-    strip = lambda rows: [{k: v for k, v in r.items() if k not in timing}  # noqa: E731
-                          for r in rows]
+    strip = strip_timing
     cfg = config(data_dir, methods=("vl4pose", "random", "learning_loss"), epochs=2,
                  checkpoint_every=1)
     log = []

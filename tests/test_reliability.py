@@ -18,12 +18,12 @@ import pytest
 import scipy.io
 
 from experiments import al, report
+from conftest import micro_config, strip_timing
 from vl4pose_jax import simulate
 from vl4pose_jax.data import builders
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "VL4POSE_DISTRIBUTED": ""}
-TIMING = ("seconds_train", "seconds_score")
 
 
 @pytest.fixture(scope="module")
@@ -33,15 +33,7 @@ def data_dir(tmp_path_factory):
     return str(path)
 
 
-def config(data_dir, **kw):
-    base = dict(dataset="synthetic_human", methods=("random",), preset="micro",
-                data_config="tiny", data_dir=data_dir, init_size=16, budget=4, rounds=1,
-                epochs=1, cycle_epochs=1, batch_size=8, progress=False)
-    return simulate.Config(**{**base, **kw})
-
-
-def strip(rows):
-    return [{k: v for k, v in r.items() if k not in TIMING} for r in rows]
+config, strip = micro_config, strip_timing
 
 
 def cli(workdir, data_dir, *extra):
