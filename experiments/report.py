@@ -30,7 +30,6 @@ import scipy.stats
 from absl import app, flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("out", None, "Output folder (default: the first workdir).")
 
 
 def read_rows(workdirs) -> list[dict]:
@@ -761,4 +760,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    flags.DEFINE_string("out", None, "Output folder (default: the first workdir).")
     app.run(main)

@@ -22,24 +22,29 @@ import time
 from absl import app, flags, logging
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", None, "Workdir of a trained run (experiments.al).")
-flags.DEFINE_string("images", None, "Folder of images, or a video file.")
-flags.DEFINE_integer("top_k", 20, "How many inputs to export for annotation.")
-flags.DEFINE_string("out", None, "Output folder (must not exist or be empty, unless "
-                    "--overwrite).")
-flags.DEFINE_string("method", None, "Scoring method (default: the run's own, e.g. vl4pose).")
-flags.DEFINE_string("boxes", None, "Optional COCO file of person boxes per input.")
-flags.DEFINE_integer("stride", 1, "Video: score every stride-th frame.")
-flags.DEFINE_integer("seed", None, "Which seed of the run (default: its first).")
-flags.DEFINE_integer("batch_size", 32, "Crops per batch.")
-flags.DEFINE_integer("workers", None, "Decoding threads (default: min(8, CPUs)).")
-flags.DEFINE_string("data_dir", None, "TFDS data directory of the run's dataset, if it moved.")
-flags.DEFINE_bool("skip_corrupt", False, "Skip corrupt images (listed in skipped.txt) instead "
-                  "of stopping.")
-flags.DEFINE_bool("overwrite", False, "Replace a non-empty --out.")
-flags.DEFINE_string("image_url_prefix", None, "Label Studio: prefix of each task's image URL "
-                    "(default: local-files storage, /data/local-files/?d=).")
-flags.DEFINE_bool("progress", True, "Show a progress bar.")
+
+
+def define_flags():
+    """The command's flags, defined only when it runs as a command (the library call `run`
+    needs none, and other commands' flags of the same names must not collide with them)."""
+    flags.DEFINE_string("workdir", None, "Workdir of a trained run (experiments.al).")
+    flags.DEFINE_string("images", None, "Folder of images, or a video file.")
+    flags.DEFINE_integer("top_k", 20, "How many inputs to export for annotation.")
+    flags.DEFINE_string("out", None, "Output folder (must not exist or be empty, unless "
+                        "--overwrite).")
+    flags.DEFINE_string("method", None, "Scoring method (default: the run's own, e.g. vl4pose).")
+    flags.DEFINE_string("boxes", None, "Optional COCO file of person boxes per input.")
+    flags.DEFINE_integer("stride", 1, "Video: score every stride-th frame.")
+    flags.DEFINE_integer("seed", None, "Which seed of the run (default: its first).")
+    flags.DEFINE_integer("batch_size", 32, "Crops per batch.")
+    flags.DEFINE_integer("workers", None, "Decoding threads (default: min(8, CPUs)).")
+    flags.DEFINE_string("data_dir", None, "TFDS data directory of the run's dataset, if it moved.")
+    flags.DEFINE_bool("skip_corrupt", False, "Skip corrupt images (listed in skipped.txt) instead "
+                      "of stopping.")
+    flags.DEFINE_bool("overwrite", False, "Replace a non-empty --out.")
+    flags.DEFINE_string("image_url_prefix", None, "Label Studio: prefix of each task's image URL "
+                        "(default: local-files storage, /data/local-files/?d=).")
+    flags.DEFINE_bool("progress", True, "Show a progress bar.")
 
 
 def run(workdir, images, out, *, top_k, method=None, boxes=None, stride=1, seed=None,
@@ -101,4 +106,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

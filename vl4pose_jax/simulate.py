@@ -650,7 +650,7 @@ def acquire(config: Config, d: Data, n: Nets, state, method: str, labelled_N, rn
 RECORD_SCORERS = ("vl4pose", "aleatoric", "learning_loss", "multipeak_entropy", "mc_dropout")
 
 
-def test_score_diagnostics(config: Config, d: Data, n: Nets, state, method: str,
+def score_test_split(config: Config, d: Data, n: Nets, state, method: str,
                            p: TestPredictions, rnd: int) -> dict:
     """For a method in `RECORD_SCORERS`: its scores on the test split against the per-image
     error (`test_spearman`: Spearman correlation, positive when high scores go with large
@@ -1060,7 +1060,7 @@ def _run_one(config: Config, d: Data, method: str, workdir: pathlib.Path, rows_b
         row = {"method": method, "seed": config.seed, "round": rnd,
                "num_labelled": int(len(labelled_N)),
                **evaluate(config, d, n, state, predictions),
-               **test_score_diagnostics(config, d, n, state, method, predictions, rnd),
+               **score_test_split(config, d, n, state, method, predictions, rnd),
                "selected_ids": [], "seconds_train": round(seconds_train, 3), "seconds_score": 0.0}
         sel, examples = None, None
         if rnd < config.rounds:
