@@ -20,7 +20,7 @@ import scipy.io
 from experiments import al, report
 from conftest import micro_config, strip_timing
 from vl4pose_jax import simulate
-from vl4pose_jax.data import builders
+from vl4pose_jax.data import builders, synthetic_builders
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "VL4POSE_DISTRIBUTED": ""}
@@ -298,4 +298,5 @@ def test_build_removes_a_killed_builds_leftover(tmp_path):
     (leftover / "part.array_record").write_bytes(b"half")
     builders.build("synthetic_human", data_dir=tmp_path, config="tiny")
     assert not leftover.exists()
-    assert (tmp_path / "synthetic_human" / "tiny" / "1.0.0").is_dir()
+    built = tmp_path / "synthetic_human" / "tiny" / str(synthetic_builders.SyntheticHuman.VERSION)
+    assert built.is_dir()

@@ -923,6 +923,10 @@ def _multi_step(dataset: str, preset: str, heads: tuple, lr: float, precision: s
     return train.make_heatmap_multi_step(model, auxs, tx, tx, skeleton=skeleton)
 
 
+def _listdir(path: pathlib.Path) -> list:
+    return list(path.iterdir()) if path.is_dir() else []
+
+
 def _copy(state):
     """A state with its own buffers (train steps donate theirs)."""
     return jax.tree.map(lambda x: jnp.array(x, copy=True), state)
@@ -937,16 +941,13 @@ def shared_round0(config: Config, d: Data, workdir: pathlib.Path, log=print) -> 
     it, for regression models, with `init_from` or without `share_round0`. Mid-training
     checkpoints go to `checkpoints/round0_shared/seed_<seed>/training`."""
     if (config.task != "heatmap" or config.init_from or not config.share_round0
-            or config.epochs == 0):
+            or config.epochs == 0 or len(config.methods) < 2):
         return {}
-    todo = []
-    for m in config.methods:
-        path = checkpoints.run_dir(workdir, m, config.seed) / "rounds"
-        mngr = checkpoints.manager(path, create=False) if path.is_dir() else None
-        if mngr is None or mngr.latest_step() is None:
-            todo.append(m)
-        if mngr is not None:
-            mngr.close()
+    # Finished rounds, read off the folders (Orbax renames a step's folder into place when it
+    # is complete); no CheckpointManager here: creating one is collective across processes.
+    todo = [m for m in config.methods
+            if not any(p.name.isdigit() for p in _listdir(
+                checkpoints.run_dir(workdir, m, config.seed) / "rounds"))]
     if len(todo) < 2:
         return {}
     by_method = {m: nets_for(config, m) for m in todo}
