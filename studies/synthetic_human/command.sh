@@ -11,4 +11,11 @@ python -m experiments.al --dataset=synthetic_human \
     --method=random,vl4pose,multipeak_entropy,learning_loss,coreset --trials=5 --workdir="$W"
 python -m experiments.report "$W" --out="$OUT"
 cp "$W/config.json" "$W/results.jsonl" "$OUT/"
-mkdir -p "$OUT/plots" && cp "$W"/plots/*seed0* "$OUT/plots/"
+mkdir -p "$OUT/plots" && cp "$W"/plots/*seed0*_scores.png "$OUT/plots/"
+# seed 0's round-0 galleries as JPEG (the PNGs of noisy synthetic images are 1-2 MB each)
+python -c "
+import glob, os, sys
+from PIL import Image
+for f in glob.glob(sys.argv[1] + '/plots/*seed0_round0_gallery.png'):
+    Image.open(f).convert('RGB').save(sys.argv[2] + '/plots/' + os.path.basename(f)[:-4] + '.jpg', quality=80)
+" "$W" "$OUT"
