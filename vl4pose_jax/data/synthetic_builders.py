@@ -6,8 +6,7 @@ flagged per example in `ood`, an index into `OOD_KINDS`). Sizes, OOD share, seed
 image size are a `SyntheticConfig`; built-in configs:
 
   default  1,000 / 5,000 / 1,000, 20 % OOD, 128 px people
-  medium   600 / 2,000 / 400, 20 % OOD (the CPU regime: the README's first command)
-  small    200 / 1,000 / 200, 20 % OOD (CPU-sized AL simulations)
+  small    200 / 1,000 / 200, 20 % OOD (the CPU regime: the README's first command)
   tiny     16 / 32 / 16, 25 % OOD (tests)
 
 Build with `build("synthetic_human", config="tiny", data_dir=...)` or
@@ -49,8 +48,6 @@ CONFIGS = (
     SyntheticConfig(name="default", description="1,000 / 5,000 / 1,000, 20 % OOD"),
     SyntheticConfig(name="small", description="200 / 1,000 / 200, 20 % OOD",
                     num_train=200, num_pool=1000, num_test=200),
-    SyntheticConfig(name="medium", description="600 / 2,000 / 400, 20 % OOD (the CPU regime)",
-                    num_train=600, num_pool=2000, num_test=400),
     SyntheticConfig(name="tiny", description="16 / 32 / 16, 25 % OOD (tests)",
                     num_train=16, num_pool=32, num_test=16, ood_fraction=0.25),
 )
