@@ -10,14 +10,22 @@ and of its `pool` split share one index space (train first); labelled sets are s
 `split/id`. `validate(config)` does every cheap check (names, data prepared, budget) before any
 heavy work; `experiments/al.py` is the command-line front end.
 
+A fair instrument: round 0 is trained once for all heatmap methods of a seed (`shared_round0`,
+equal to separate runs), the optional random pre-subset is one per (seed, round) for every
+method (`pre_subset_pool`), and every round records per-OOD-kind accuracy, OOD AUROC and
+selection shares, the test-split Spearman between score and error (`score_test_split`) and
+VL4Pose's refinement (`evaluate`). `load_trained(workdir)` takes a trained model out of a
+workdir (the scorer, `experiments.score`, uses it).
+
 Training is data-parallel over every device of every process (`parallel.train_mesh`; the
 global batch `batch_size` is split evenly, each process loading only its rows through grain's
 `ShardByJaxProcess`); evaluation runs on each process's own copy of the state; pool scoring is
 shared between processes (`acquisition.stream`). Only the primary process writes results and
 plots; every process takes part in Orbax's checkpoints, whose data-iterator states are stored
-per process. On one process with several devices the run is the single-device run up to float
-reduction order (tests/test_parallel.py); with several processes the records of each training
-batch differ (each process shuffles its own shard), so results depend on the process count.
+per process. A run repeats exactly on the same device count; on another device count it is the
+same run up to float reduction order, which Adam amplifies over epochs (tests/test_parallel.py,
+tests/test_distributed.py); with several processes the records of each training batch differ
+(each process shuffles its own shard), so results depend on the process count.
 """
 from __future__ import annotations
 
