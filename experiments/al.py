@@ -80,7 +80,8 @@ flags.DEFINE_integer("cycle_epochs", None, "Training epochs of later rounds (pro
 flags.DEFINE_enum("retrain", None, ["scratch", "finetune"], "Re-initialise every round or "
                   "warm-start from the previous one (protocol default).")
 flags.DEFINE_enum("preset", None, sorted(simulate.HUMAN_PRESETS), "Network size: 'tiny' for "
-                  "CPU minutes, 'paper' for the published configuration (protocol default).")
+                  "CPU minutes, 'paper' for the published configuration (protocol default). "
+                  "Hands (DeepPrior): the crop is 128 px, except 'small' 64 px and 'micro' 32 px.")
 flags.DEFINE_string("data_dir", None, "TFDS data directory (default: $VL4POSE_DATA_DIR or "
                     "~/tensorflow_datasets).")
 flags.DEFINE_string("data_config", None, "Dataset config (synthetic sets: tiny, small, default).")

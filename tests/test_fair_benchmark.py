@@ -159,3 +159,19 @@ def test_shared_round0_equals_separate_runs(data_dir, tmp_path):
     resumed = simulate.run(cfg, tmp_path / "crashed", log=log.append)
     assert any("resuming the shared round 0 at step 2" in m for m in log)
     assert strip(resumed) == strip(separate)
+
+
+def test_small_hand_preset_crops_64_pixels(data_dir):
+    """--preset=small (the synthetic_hand study's CPU size) feeds DeepPrior 64 x 64 crops: the
+    loader and the network agree (fc1 sees 9 x 9 x 12 features after the three VALID convs)."""
+    cfg = config(data_dir, dataset="synthetic_hand", methods=("random",), preset="small",
+                 retrain="scratch")
+    d = simulate.validate(cfg)
+    assert d.image_size == 64
+    n = simulate.nets_for(cfg, "random")
+    state = n.init(simulate.round_key(0, 0, "init"))
+    assert state.params["fc1"]["kernel"].shape == (9 * 9 * 12, 1024)
+    batch = next(iter(simulate.data.make_loader(d.test, batch_size=4, train=False,
+                                                image_size=d.image_size)))
+    assert batch["depth"].shape == (4, 64, 64, 1)
+    assert np.isfinite(n.predict(state, batch["depth"])["pose_BxJx3"]).all()
