@@ -364,6 +364,13 @@ KIND_TABLES = {
         columns="round", digits=3,
         values=lambda row, _m: {"": row.get("test_spearman")},
         text="Positive: the score predicts the model's failures on the test split."),
+    "test_spearman_pck": dict(
+        title="Spearman correlation of the score with the per-image test PCK",
+        columns="round", digits=3,
+        values=lambda row, _m: {"": row.get("test_spearman_pck")},
+        text="Heatmap models: the score against each test image's PCK over its valid joints. "
+             "Negative: the score predicts failure. VL4Pose's score is the negative "
+             "log-likelihood, so Spearman(log-likelihood, PCK) is this value negated."),
     "refine": dict(
         title="VL4Pose pose refinement: argmax vs refined decoding", columns="labelled", digits=2,
         values=_refine, label="decoding",

@@ -110,6 +110,7 @@ def test_rounds_record_per_kind_diagnostics(data_dir, tmp_path):
     assert sum(first["ood_selected_by_kind"].values()) == pytest.approx(
         first["ood_selected_fraction"])
     assert -1 <= first["test_spearman"] <= 1 and "test_auroc_by_kind" in first
+    assert -1 <= first["test_spearman_pck"] <= 1
     assert set(first["refine"]) == {"argmax", "refined"}
     random_rows = [r for r in rows if r["method"] == "random"]
     assert "test_spearman" not in random_rows[0] and "refine" not in random_rows[0]
@@ -128,6 +129,9 @@ def test_per_kind_accuracy_and_per_image_error_by_hand():
     mean, _, per_image = simulate._accuracy(cfg, p)  # pylint: disable=protected-access
     assert mean == pytest.approx(100 * 3 / 5)          # 0.1 ok, 0.3 no, 0 ok, 0.4 no, 0 ok
     np.testing.assert_allclose(per_image, [0.2, 0.0, 0.2])
+    # per-image PCK over the valid joints: (0.1 ok, 0.3 no), (0 ok, invalid), (0.4 no, 0 ok)
+    np.testing.assert_allclose(simulate._per_image_pck(cfg, p),  # pylint: disable=protected-access
+                               [50.0, 100.0, 50.0])
     ind, _, _ = simulate._accuracy(cfg, p, rows=p.ood == 0)  # pylint: disable=protected-access
     assert ind == pytest.approx(100 * 2 / 4)
     # AUROC per kind against metrics.auroc, Spearman against scipy

@@ -528,6 +528,19 @@ def metric_name(config: Config) -> str:
     return "pckh@0.5" if data.spec(config.dataset).metric == "pckh" else "pck@0.2"
 
 
+def _pck_threshold(config: Config) -> float:
+    return 0.5 if metric_name(config).startswith("pckh") else 0.2
+
+
+def _per_image_pck(config: Config, p: TestPredictions) -> np.ndarray:
+    """Per-image PCK (%, the headline threshold) over the image's valid joints (NaN when none,
+    or when the image has no usable normaliser), heatmap task only."""
+    dist = np.asarray(metrics.normalized_distances(p.pred, p.gt, p.normalizer))
+    valid = (np.asarray(p.visible) > 0) & np.isfinite(dist)
+    with np.errstate(invalid="ignore"):
+        return 100 * (valid & (dist <= _pck_threshold(config))).sum(-1) / valid.sum(-1)
+
+
 def _accuracy(config: Config, p: TestPredictions, pred=None, rows=None):
     """(mean, per-joint, per-image error) of `pred` (default `p.pred`) on the `rows` mask.
     Per-image error: the mean normalised joint distance (heatmap task) or mm (hands) over the
@@ -536,7 +549,7 @@ def _accuracy(config: Config, p: TestPredictions, pred=None, rows=None):
     rows = np.ones(len(p.pred), bool) if rows is None else rows
     gt, vis = p.gt[rows], p.visible[rows]
     if config.task == "heatmap":
-        thr = 0.5 if metric_name(config).startswith("pckh") else 0.2
+        thr = _pck_threshold(config)
         r = metrics.pck(pred[rows], gt, vis, p.normalizer[rows], threshold=thr)
         dist = np.asarray(metrics.normalized_distances(pred[rows], gt, p.normalizer[rows]))
         mean, per_joint = 100 * float(r.mean), 100 * np.asarray(r.per_joint)
@@ -663,7 +676,8 @@ def score_test_split(config: Config, d: Data, n: Nets, state, method: str,
                            p: TestPredictions, rnd: int) -> dict:
     """For a method in `RECORD_SCORERS`: its scores on the test split against the per-image
     error (`test_spearman`: Spearman correlation, positive when high scores go with large
-    errors, i.e. the score predicts failure) and against the OOD kinds
+    errors, i.e. the score predicts failure), for heatmap tasks against the per-image PCK
+    (`test_spearman_pck`: negative when the score predicts failure) and against the OOD kinds
     (`test_auroc_by_kind`). Empty for other methods."""
     if method not in RECORD_SCORERS or len(p.index) < 3:
         return {}
@@ -678,6 +692,11 @@ def score_test_split(config: Config, d: Data, n: Nets, state, method: str,
     error_B = _accuracy(config, p)[2]
     ok = np.isfinite(error_B) & np.isfinite(scores_B)
     out = {"test_spearman": round(float(st.spearmanr(scores_B[ok], error_B[ok]).statistic), 6)}
+    if config.task == "heatmap":
+        pck_B = _per_image_pck(config, p)
+        ok = np.isfinite(pck_B) & np.isfinite(scores_B)
+        out["test_spearman_pck"] = round(float(st.spearmanr(scores_B[ok], pck_B[ok]).statistic),
+                                         6)
     by_kind = _by_kind(scores_B, p.ood, _auroc)
     if by_kind:
         out["test_auroc_by_kind"] = by_kind
