@@ -9,7 +9,7 @@ import pytest
 from scipy import stats
 
 from conftest import micro_config, strip_timing
-from experiments import report
+from experiments import diagnose, report
 from vl4pose_jax import metrics, models, simulate
 
 
@@ -115,6 +115,16 @@ def test_rounds_record_per_kind_diagnostics(data_dir, tmp_path):
     random_rows = [r for r in rows if r["method"] == "random"]
     assert "test_spearman" not in random_rows[0] and "refine" not in random_rows[0]
     assert "ood_selected_by_kind" in random_rows[0]
+    # experiments.diagnose reloads the newest round's model and gets the recorded correlations
+    [diag] = diagnose.run(tmp_path, "vl4pose", tmp_path / "diagnosis")
+    last = vl4pose[-1]
+    assert diag["round"] == last["round"] and diag["test_images"] == len(d.test)
+    assert diag["spearman_score_pck"] == pytest.approx(last["test_spearman_pck"], abs=1e-4)
+    assert diag["spearman_score_error"] == pytest.approx(last["test_spearman"], abs=1e-4)
+    r = diag["refine"]
+    assert r["moved_correct_before"] <= r["moved_joints"] and r["moved_correct_after"] <= r[
+        "moved_joints"]
+    assert (tmp_path / "diagnosis" / "diagnosis.png").stat().st_size > 0
 
 
 def test_per_kind_accuracy_and_per_image_error_by_hand():
@@ -130,7 +140,7 @@ def test_per_kind_accuracy_and_per_image_error_by_hand():
     assert mean == pytest.approx(100 * 3 / 5)          # 0.1 ok, 0.3 no, 0 ok, 0.4 no, 0 ok
     np.testing.assert_allclose(per_image, [0.2, 0.0, 0.2])
     # per-image PCK over the valid joints: (0.1 ok, 0.3 no), (0 ok, invalid), (0.4 no, 0 ok)
-    np.testing.assert_allclose(simulate._per_image_pck(cfg, p),  # pylint: disable=protected-access
+    np.testing.assert_allclose(simulate.per_image_pck(cfg, p),
                                [50.0, 100.0, 50.0])
     ind, _, _ = simulate._accuracy(cfg, p, rows=p.ood == 0)  # pylint: disable=protected-access
     assert ind == pytest.approx(100 * 2 / 4)

@@ -532,7 +532,7 @@ def _pck_threshold(config: Config) -> float:
     return 0.5 if metric_name(config).startswith("pckh") else 0.2
 
 
-def _per_image_pck(config: Config, p: TestPredictions) -> np.ndarray:
+def per_image_pck(config: Config, p: TestPredictions) -> np.ndarray:
     """Per-image PCK (%, the headline threshold) over the image's valid joints (NaN when none,
     or when the image has no usable normaliser), heatmap task only."""
     dist = np.asarray(metrics.normalized_distances(p.pred, p.gt, p.normalizer))
@@ -672,6 +672,19 @@ def acquire(config: Config, d: Data, n: Nets, state, method: str, labelled_N, rn
 RECORD_SCORERS = ("vl4pose", "aleatoric", "learning_loss", "multipeak_entropy", "mc_dropout")
 
 
+def test_scores(config: Config, d: Data, n: Nets, state, method: str, p: TestPredictions,
+                rnd: int) -> np.ndarray:
+    """`method`'s acquisition score of each test image of `p` (in the order of `p.index`),
+    the whole test split scored as a pool by the model `state` of round `rnd`."""
+    test_N = np.arange(len(d.test))
+    ctx = _context(config, d, n, state, method, d.test, np.zeros(0, np.int64), test_N, rnd, 1)
+    sel = acquisition.select(method, ctx, **config.method_options.get(method, {}))
+    scored, scores = parallel.gather_rows(np.asarray(sel.scored_indices, np.int64),
+                                          np.asarray(sel.scores, np.float64))
+    score_of = dict(zip(scored.tolist(), scores.tolist()))
+    return np.asarray([score_of[int(i)] for i in p.index])
+
+
 def score_test_split(config: Config, d: Data, n: Nets, state, method: str,
                            p: TestPredictions, rnd: int) -> dict:
     """For a method in `RECORD_SCORERS`: its scores on the test split against the per-image
@@ -682,18 +695,12 @@ def score_test_split(config: Config, d: Data, n: Nets, state, method: str,
     if method not in RECORD_SCORERS or len(p.index) < 3:
         return {}
     from scipy import stats as st  # pylint: disable=import-outside-toplevel
-    test_N = np.arange(len(d.test))
-    ctx = _context(config, d, n, state, method, d.test, np.zeros(0, np.int64), test_N, rnd, 1)
-    sel = acquisition.select(method, ctx, **config.method_options.get(method, {}))
-    scored, scores = parallel.gather_rows(np.asarray(sel.scored_indices, np.int64),
-                                          np.asarray(sel.scores, np.float64))
-    score_of = dict(zip(scored.tolist(), scores.tolist()))
-    scores_B = np.asarray([score_of[int(i)] for i in p.index])
+    scores_B = test_scores(config, d, n, state, method, p, rnd)
     error_B = _accuracy(config, p)[2]
     ok = np.isfinite(error_B) & np.isfinite(scores_B)
     out = {"test_spearman": round(float(st.spearmanr(scores_B[ok], error_B[ok]).statistic), 6)}
     if config.task == "heatmap":
-        pck_B = _per_image_pck(config, p)
+        pck_B = per_image_pck(config, p)
         ok = np.isfinite(pck_B) & np.isfinite(scores_B)
         out["test_spearman_pck"] = round(float(st.spearmanr(scores_B[ok], pck_B[ok]).statistic),
                                          6)
