@@ -326,7 +326,8 @@ def _accuracy_by_kind(row, metric):
 
 def _selected_by_kind(row, _metric):
     out = _by_kind("ood_selected_by_kind")(row, _metric)
-    if "ood_selected_fraction" in row:
+    # datasets without OOD flags (real data) record no kinds and a meaningless 0 share
+    if "ood_selected_fraction" in row and (out or row["ood_selected_fraction"] > 0):
         out["any"] = row["ood_selected_fraction"]
     return out
 

@@ -129,6 +129,15 @@ def test_partial_seeds_are_marked_with_their_count():
     assert "0.400 ± 0.100 (n=2)" in report.kind_markdown(t)
 
 
+def test_selection_shares_are_left_out_for_data_without_ood_flags():
+    real = curve_rows("vl4pose", 0, [1, 2, 3], ood_selected_fraction=0.0)   # e.g. LSPET
+    assert not report.kind_table(real, "ood_selected_by_kind")["recorded"]
+    synthetic = curve_rows("vl4pose", 0, [1, 2, 3], ood_selected_fraction=0.0,
+                           ood_selected_by_kind={"rare_pose": 0.0, "appearance": 0.0})
+    t = report.kind_table(synthetic, "ood_selected_by_kind")
+    assert t["cells"][("vl4pose", "any")][(0, 100)][0] == 0.0
+
+
 def test_cli_end_to_end_writes_report_csvs_and_plots(tmp_path):
     rows = []
     for s in range(3):
