@@ -483,8 +483,9 @@ def report_markdown(rows, workdirs=(), baseline=BASELINE) -> str:
              "distribution for n ≤ 50; with n seeds its smallest p is 2/2ⁿ, 0.0625 for 5). "
              f"\"beat {baseline}\": seeds where the method's AUBC is better.", "",
              aubc_markdown(rows, baseline, metric), "",
-             "## Per-kind diagnostics (datasets with OOD flags)", "",
-             "Kinds: in_distribution, rare_pose, appearance (synthetic sets). Tables by "
+             "## Diagnostics: OOD kinds, scores, refinement", "",
+             "Kinds (datasets with OOD flags, i.e. the synthetic sets): in_distribution, "
+             "rare_pose, appearance. Tables by "
              "labelled size are measured after training on that many images; tables by round "
              "describe the scoring and selection of that round, by the model trained on the "
              "labelled size in brackets."]
