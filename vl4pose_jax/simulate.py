@@ -698,12 +698,16 @@ def score_test_split(config: Config, d: Data, n: Nets, state, method: str,
     scores_B = test_scores(config, d, n, state, method, p, rnd)
     error_B = _accuracy(config, p)[2]
     ok = np.isfinite(error_B) & np.isfinite(scores_B)
-    out = {"test_spearman": round(float(st.spearmanr(scores_B[ok], error_B[ok]).statistic), 6)}
+    def spearman(a, b):   # None where undefined (a constant side, e.g. every image at 0 PCK)
+        if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
+            return None
+        return round(float(st.spearmanr(a, b).statistic), 6)
+
+    out = {"test_spearman": spearman(scores_B[ok], error_B[ok])}
     if config.task == "heatmap":
         pck_B = per_image_pck(config, p)
         ok = np.isfinite(pck_B) & np.isfinite(scores_B)
-        out["test_spearman_pck"] = round(float(st.spearmanr(scores_B[ok], pck_B[ok]).statistic),
-                                         6)
+        out["test_spearman_pck"] = spearman(scores_B[ok], pck_B[ok])
     by_kind = _by_kind(scores_B, p.ood, _auroc)
     if by_kind:
         out["test_auroc_by_kind"] = by_kind
