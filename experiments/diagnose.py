@@ -18,7 +18,6 @@ import sys
 
 import numpy as np
 from absl import app, flags
-from scipy import stats
 
 from vl4pose_jax import metrics, simulate
 
@@ -40,9 +39,8 @@ def diagnose_seed(workdir, method: str, seed: int, *, fail_below: float = 50.0,
     failed = pck_B[ok] < fail_below
     out = {"seed": seed, "round": t.meta["round"], "num_labelled": len(t.meta["labelled_ids"]),
            "test_images": int(ok.sum()), "pck": round(float(np.mean(pck_B[ok])), 3),
-           "spearman_score_pck": round(float(stats.spearmanr(score_B[ok], pck_B[ok]).statistic), 4),
-           "spearman_score_error": round(float(stats.spearmanr(
-               score_B[ok], error_B[ok]).statistic), 4),
+           "spearman_score_pck": simulate.spearman(score_B[ok], pck_B[ok]),
+           "spearman_score_error": simulate.spearman(score_B[ok], error_B[ok]),
            "failed_share": round(float(failed.mean()), 4),
            "zero_pck_share": round(float((pck_B[ok] == 0).mean()), 4),
            "auroc_failed": round(float(metrics.auroc(score_B[ok], failed)), 4)
@@ -51,7 +49,7 @@ def diagnose_seed(workdir, method: str, seed: int, *, fail_below: float = 50.0,
            "mean_score_good": round(float(score_B[ok][~failed].mean()), 4)
            if (~failed).any() else None}
     if "refined_BxJx2" in p.extra:
-        thr = 0.5 if simulate.metric_name(cfg).startswith("pckh") else 0.2
+        thr = simulate.pck_threshold(cfg)
         dist = {k: np.asarray(metrics.normalized_distances(p.extra[f"{k}_BxJx2"], p.gt,
                                                            p.normalizer))
                 for k in ("argmax", "refined")}
@@ -85,9 +83,10 @@ def plot(results: list[dict], method: str, fail_below: float, path: pathlib.Path
     ax0.set_title("score of failed and good test images (all seeds)")
     rng = np.random.default_rng(0)   # jitter only spreads the discrete PCK values for the eye
     for r in results:
-        s, k = r["arrays"]["score"], r["arrays"]["pck"]
+        s, k, rho = r["arrays"]["score"], r["arrays"]["pck"], r["spearman_score_pck"]
         ax1.scatter(s, k + rng.uniform(-1.5, 1.5, len(k)), s=6, alpha=0.5,
-                    label=f"seed {r['seed']}: Spearman {r['spearman_score_pck']:+.2f}")
+                    label=f"seed {r['seed']}: Spearman " + ("undefined" if rho is None
+                                                            else f"{rho:+.2f}"))
     ax1.set_xlabel(f"{method} score")
     ax1.set_ylabel("per-image PCK (%)")
     ax1.legend(fontsize=8)

@@ -53,7 +53,7 @@ from vl4pose_jax import (acquisition, checkpoints, data, heatmaps, likelihood, l
 MICRO = models.Preset(dict(num_stacks=1, channels=16, depth=1), input_size=32, heatmap_size=8)
 HUMAN_PRESETS = {**models.PRESETS, "micro": MICRO}
 # DeepPrior crop size per preset (the paper crops 128 x 128). 'small' (64 px) is the CPU study
-# size: a training step costs ~6x less on XLA:CPU, whose conv weight gradients dominate at 128 px.
+# size: a training step costs ~6x less on XLA:CPU (benchmarks/models.py --parts=deepprior_train).
 HAND_SIZES = {"paper": 128, "small": 64, "tiny": 128, "micro": 32}
 RESULT_FILE = "results.jsonl"
 _MID = 10**7   # mid-training checkpoint step = round * _MID + steps done in the round
@@ -528,8 +528,19 @@ def metric_name(config: Config) -> str:
     return "pckh@0.5" if data.spec(config.dataset).metric == "pckh" else "pck@0.2"
 
 
-def _pck_threshold(config: Config) -> float:
+def pck_threshold(config: Config) -> float:
+    """The headline PCK threshold (fraction of the normaliser): PCKh@0.5 or PCK@0.2."""
     return 0.5 if metric_name(config).startswith("pckh") else 0.2
+
+
+def spearman(a, b) -> float | None:
+    """Spearman correlation rounded to 6 digits; None where undefined (fewer than 3 values or a
+    constant side, e.g. every image at 0 PCK), so that records compare equal on resume."""
+    from scipy import stats as st  # pylint: disable=import-outside-toplevel
+    a, b = np.asarray(a), np.asarray(b)
+    if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return None
+    return round(float(st.spearmanr(a, b).statistic), 6)
 
 
 def per_image_pck(config: Config, p: TestPredictions) -> np.ndarray:
@@ -538,7 +549,7 @@ def per_image_pck(config: Config, p: TestPredictions) -> np.ndarray:
     dist = np.asarray(metrics.normalized_distances(p.pred, p.gt, p.normalizer))
     valid = (np.asarray(p.visible) > 0) & np.isfinite(dist)
     with np.errstate(invalid="ignore"):
-        return 100 * (valid & (dist <= _pck_threshold(config))).sum(-1) / valid.sum(-1)
+        return 100 * (valid & (dist <= pck_threshold(config))).sum(-1) / valid.sum(-1)
 
 
 def _accuracy(config: Config, p: TestPredictions, pred=None, rows=None):
@@ -549,7 +560,7 @@ def _accuracy(config: Config, p: TestPredictions, pred=None, rows=None):
     rows = np.ones(len(p.pred), bool) if rows is None else rows
     gt, vis = p.gt[rows], p.visible[rows]
     if config.task == "heatmap":
-        thr = _pck_threshold(config)
+        thr = pck_threshold(config)
         r = metrics.pck(pred[rows], gt, vis, p.normalizer[rows], threshold=thr)
         dist = np.asarray(metrics.normalized_distances(pred[rows], gt, p.normalizer[rows]))
         mean, per_joint = 100 * float(r.mean), 100 * np.asarray(r.per_joint)
@@ -694,15 +705,9 @@ def score_test_split(config: Config, d: Data, n: Nets, state, method: str,
     (`test_auroc_by_kind`). Empty for other methods."""
     if method not in RECORD_SCORERS or len(p.index) < 3:
         return {}
-    from scipy import stats as st  # pylint: disable=import-outside-toplevel
     scores_B = test_scores(config, d, n, state, method, p, rnd)
     error_B = _accuracy(config, p)[2]
     ok = np.isfinite(error_B) & np.isfinite(scores_B)
-    def spearman(a, b):   # None where undefined (a constant side, e.g. every image at 0 PCK)
-        if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
-            return None
-        return round(float(st.spearmanr(a, b).statistic), 6)
-
     out = {"test_spearman": spearman(scores_B[ok], error_B[ok])}
     if config.task == "heatmap":
         pck_B = per_image_pck(config, p)
