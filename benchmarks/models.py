@@ -1,8 +1,10 @@
-"""Model speed: hourglass + auxiliary net forward, hourglass train step, DeepPrior MC dropout.
+"""Model speed: hourglass + auxiliary net forward, hourglass train step, DeepPrior MC dropout,
+DeepPrior train step per hand crop size (the simulator's nets for 128 px 'tiny' and 64 px 'small').
 
 Prints one JSON object. Timings are after compilation, median of `--repeats` timed calls, with
 `block_until_ready`; the 1-min/5-min/15-min load averages at the start and end are recorded.
-Run: `python benchmarks/models.py [--preset=paper] [--batch=16] [--precision=bfloat16]`.
+Run: `python benchmarks/models.py [--preset=paper] [--batch=16] [--precision=bfloat16]
+[--parts=deepprior_train]`.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ import numpy as np
 import optax
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # run from a checkout
-from vl4pose_jax import models, skeletons, train  # noqa: E402
+from vl4pose_jax import models, simulate, skeletons, train  # noqa: E402
 from vl4pose_jax.models import deepprior  # noqa: E402
 from scoring import median_seconds as _time  # noqa: E402  (benchmarks/ is on the path)
 
@@ -73,6 +75,31 @@ def deepprior_mc(batch: int, num_samples: int, repeats: int, dtype=jnp.float32):
             "forward_passes_per_s": batch * num_samples / seconds}
 
 
+def deepprior_train(batch: int, repeats: int):
+    """One optimiser step of plain DeepPrior (synthetic hands, the simulator's jitted step) at
+    each hand crop size."""
+    out = {}
+    for preset in ("tiny", "small"):
+        size = simulate.HAND_SIZES[preset]
+        n = simulate.nets("regression", "synthetic_hand", preset, None, train.DEEPPRIOR_LR)
+        rng = np.random.default_rng(0)
+        batch_data = {"depth": jnp.asarray(rng.uniform(-1, 1, (batch, size, size, 1)), jnp.float32),
+                      "joints": jnp.asarray(rng.uniform(-1, 1, (batch, 16, 3)), jnp.float32),
+                      "visible": jnp.ones((batch, 16), jnp.float32)}
+        holder = {"state": n.init(jax.random.key(0))}
+
+        def one_step():
+            holder["state"], logs = n.step(holder["state"], batch_data)
+            return logs
+
+        out[f"{size}px"] = {"preset": preset, "batch": batch,
+                            "train_step_s": round(_time(one_step, repeats), 4)}
+    return out
+
+
+PARTS = ("hourglass", "deepprior_mc", "deepprior_train")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--preset", default="paper", choices=sorted(models.PRESETS))
@@ -82,7 +109,10 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--precision", default="float32", choices=("float32", "bfloat16"),
                         help="compute dtype (parameters and losses stay float32)")
+    parser.add_argument("--hand_batch", type=int, default=32)
+    parser.add_argument("--parts", default=",".join(PARTS), help="comma-separated: " + ", ".join(PARTS))
     args = parser.parse_args()
+    parts = args.parts.split(",")
     dtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[args.precision]
     result = {
         "benchmark": "models",
@@ -94,9 +124,14 @@ def main():
         "jax": jax.__version__,
         "precision": args.precision,
         "loadavg_start": [round(x, 2) for x in os.getloadavg()],
-        "hourglass": hourglass(args.preset, args.batch, args.repeats, dtype),
-        "deepprior_mc_dropout": deepprior_mc(args.mc_batch, args.mc_samples, args.repeats, dtype),
     }
+    if "hourglass" in parts:
+        result["hourglass"] = hourglass(args.preset, args.batch, args.repeats, dtype)
+    if "deepprior_mc" in parts:
+        result["deepprior_mc_dropout"] = deepprior_mc(args.mc_batch, args.mc_samples, args.repeats,
+                                                      dtype)
+    if "deepprior_train" in parts:
+        result["deepprior_train_step"] = deepprior_train(args.hand_batch, args.repeats)
     result["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
     print(json.dumps(result, indent=2))
 
