@@ -115,6 +115,9 @@ flags.DEFINE_integer("num_processes", None, "--distributed: number of processes 
                      "detected by JAX).")
 flags.DEFINE_integer("process_id", None, "--distributed: this process's index, 0 .. "
                      "num_processes - 1 (default: detected by JAX).")
+flags.DEFINE_bool("bayesian_deepprior", False, "Hands: train Bayesian DeepPrior (MC dropout, "
+                  "aleatoric head; evaluated as the MC mean) for every method, not only for "
+                  "mc_dropout and cke, e.g. for a random baseline on the same model.")
 flags.DEFINE_string("init_from", None, "Start round 0 from the newest trained state of this "
                     "workdir (same method and dataset) instead of a fresh initialisation: "
                     "fine-tuning after merging new labels. Part of the run's identity.")
@@ -164,7 +167,8 @@ def config_from_flags() -> simulate.Config:
                            checkpoint_every=FLAGS.checkpoint_every, crash_at=FLAGS.crash_at,
                            precision=FLAGS.precision, num_workers=FLAGS.num_workers,
                            share_round0=FLAGS.share_round0,
-                           init_from=FLAGS.init_from, **protocol)
+                           init_from=FLAGS.init_from,
+                           bayesian_deepprior=FLAGS.bayesian_deepprior, **protocol)
 
 
 def io_message(err: OSError, workdir) -> str:

@@ -1,5 +1,5 @@
 """Aggregate AL runs: `python -m experiments.report WORKDIR... [--out=DIR]` reads every
-`results.jsonl` and writes into `--out` (default: the first workdir) report.md, a reviewer's
+`results.jsonl` (`WORKDIR:m1,m2` only methods m1 and m2 of it) and writes into `--out` (default: the first workdir) report.md, a reviewer's
 report: the headline metric per method and labelled-set size (mean ± std over seeds); the
 normalised area under the budget curve (AUBC: trapezoid area over the labelled range divided by
 that range, in the metric's units) with a paired comparison to random over seeds (AUBC
@@ -32,18 +32,38 @@ from absl import app, flags
 FLAGS = flags.FLAGS
 
 
+def parse_workdir(spec) -> tuple[pathlib.Path, set | None]:
+    """'WORKDIR' or 'WORKDIR:method,method' (only those methods' rows) -> (path, methods)."""
+    spec = str(spec)
+    path, sep, names = spec.rpartition(":")
+    if not sep or not names or pathlib.Path(spec).exists():
+        return pathlib.Path(spec), None
+    return pathlib.Path(path), {n for n in names.split(",") if n}
+
+
 def read_rows(workdirs) -> list[dict]:
-    rows = []
-    for w in workdirs:
-        path = pathlib.Path(w) / "results.jsonl"
+    """The rows of every workdir ('WORKDIR[:method,...]', see `parse_workdir`). Two workdirs
+    holding the same (method, seed) are refused: their rows would silently mix."""
+    rows, owner = [], {}
+    for spec in workdirs:
+        w, methods = parse_workdir(spec)
+        path = w / "results.jsonl"
         if not path.exists():
             raise FileNotFoundError(f"no results.jsonl in {w}")
         for i, line in enumerate(path.read_text().splitlines(), 1):
             if line.strip():
                 try:
-                    rows.append(json.loads(line))
+                    row = json.loads(line)
                 except json.JSONDecodeError as err:
                     raise ValueError(f"{path}:{i}: not a JSON row ({err.msg})") from None
+                if methods is not None and row.get("method") not in methods:
+                    continue
+                key = (row.get("method"), row.get("seed"))
+                if owner.setdefault(key, w) != w:
+                    raise ValueError(
+                        f"{owner[key]} and {w} both hold {key[0]!r} seed {key[1]}; keep one, "
+                        f"e.g. '{w}:METHOD,...' reads only the methods named")
+                rows.append(row)
     return rows
 
 
@@ -760,7 +780,7 @@ def write_summary(workdirs, out) -> str:
 def main(argv):
     workdirs = argv[1:]
     if not workdirs:
-        raise app.UsageError("usage: python -m experiments.report WORKDIR [WORKDIR...]")
+        raise app.UsageError("usage: python -m experiments.report WORKDIR[:METHOD,...] [WORKDIR...]")
     try:
         print(write_summary(workdirs, FLAGS.out or workdirs[0]))
     except (FileNotFoundError, ValueError) as err:

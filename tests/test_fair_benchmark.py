@@ -88,6 +88,12 @@ def test_bayesian_deepprior_is_evaluated_as_its_mc_mean(data_dir):
     assert np.abs(first - to_mm(single)).max() > 1e-2
     plain = simulate.nets_for(dataclasses.replace(cfg, methods=("random",)), "random")
     assert plain.model.dropout is None and not plain.model.aleatoric
+    # --bayesian_deepprior: random selection on the same Bayesian model, a fair baseline.
+    bayes = dataclasses.replace(cfg, methods=("random",), bayesian_deepprior=True)
+    simulate.validate(bayes)
+    assert simulate.nets_for(bayes, "random").model.dropout == "A"
+    with pytest.raises(simulate.SimulationError, match="--bayesian_deepprior applies to hand"):
+        simulate.validate(dataclasses.replace(bayes, dataset="synthetic_human"))
 
 
 def test_rounds_record_per_kind_diagnostics(data_dir, tmp_path):

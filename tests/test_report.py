@@ -194,3 +194,21 @@ def test_write_summary_is_what_the_al_command_prints(tmp_path):
     (tmp_path / "results.jsonl").write_text('{"method": "random"\n')
     with pytest.raises(ValueError, match=r"results.jsonl:1: not a JSON row"):
         report.write_summary([tmp_path], tmp_path / "out")
+
+
+def test_workdirs_combine_by_method_and_never_mix_a_method_seed(tmp_path):
+    # a: random + vl4pose (diff 1); b: random on another model + cke (diff 3 to b's random).
+    write_results(tmp_path / "a", paired_rows([1.0, 1.0]))
+    write_results(tmp_path / "b", paired_rows([3.0, 3.0], method="cke"))
+    for r in (rows := report.read_rows([tmp_path / "b"])):
+        r["metrics"] = {k: v + 10 for k, v in r["metrics"].items()}
+    write_results(tmp_path / "b", rows)
+    with pytest.raises(ValueError, match=r"both hold 'random' seed 0; keep one"):
+        report.read_rows([tmp_path / "a", tmp_path / "b"])
+    rows = report.read_rows([tmp_path / "a", f"{tmp_path / 'b'}:cke"])
+    assert sorted({r["method"] for r in rows}) == ["cke", "random", "vl4pose"]
+    paired = report.paired_comparison(rows)
+    # cke against a's random: 3 + 10 above, not 3 (b's random is left out).
+    assert paired["cke"]["diffs"] == pytest.approx([13.0, 13.0])
+    assert paired["vl4pose"]["diffs"] == pytest.approx([1.0, 1.0])
+    assert report.parse_workdir(tmp_path / "a") == (tmp_path / "a", None)

@@ -100,7 +100,9 @@ class Config:
     processes decoding images (0: in the main process); grain splits the records among them, so
     the order of training batches, and hence the results, depend on the count. `init_from`: a
     workdir whose newest trained state (`load_trained`) starts round 0 instead of a fresh
-    initialisation (fine-tuning after labels were merged into the dataset)."""
+    initialisation (fine-tuning after labels were merged into the dataset).
+    `bayesian_deepprior`: every regression method trains Bayesian DeepPrior (evaluated as the
+    MC mean), not only `BAYESIAN`'s, so that e.g. random selection is a fair baseline for them."""
     dataset: str = "synthetic_human"
     methods: tuple = ("random",)
     seed: int = 0
@@ -126,6 +128,7 @@ class Config:
     precision: str = "float32"
     num_workers: int = 0
     init_from: str | None = None
+    bayesian_deepprior: bool = False
 
     @property
     def task(self) -> str:
@@ -238,6 +241,9 @@ def validate(config: Config) -> Data:
     if config.precision not in PRECISIONS:
         raise SimulationError(f"--precision must be one of {sorted(PRECISIONS)}, "
                               f"not {config.precision!r}.")
+    if config.bayesian_deepprior and task != "regression":
+        raise SimulationError(f"--bayesian_deepprior applies to hand datasets (DeepPrior), not "
+                              f"to {config.dataset!r}.")
     if config.retrain not in ("scratch", "finetune"):
         raise SimulationError(f"--retrain must be 'scratch' or 'finetune', not {config.retrain!r}.")
     for name in ("budget", "init_size", "batch_size", "trials"):
@@ -367,7 +373,7 @@ def nets_for(config: Config, method: str) -> Nets:
     lr = config.lr if config.lr is not None else (
         train.HOURGLASS_LR if task == "heatmap" else train.DEEPPRIOR_LR)
     deepprior, mc_samples = (None, False), 70
-    if task == "regression" and method in BAYESIAN:
+    if task == "regression" and (method in BAYESIAN or config.bayesian_deepprior):
         # Bayesian DeepPrior (CKE paper): dropout after the convolutions, the aleatoric head
         # with the Eq. 2 loss, evaluated as the mean of the T MC passes of the method.
         deepprior = ("A", True)
@@ -728,9 +734,10 @@ def check_workdir(config: Config, workdir) -> None:
     path = workdir / CONFIG_FILE
     ident = config.identity()
     if path.exists():
-        # Workdirs written before --precision / --num_workers / --init_from / --min_steps.
+        # Workdirs written before --precision / --num_workers / --init_from / --min_steps /
+        # --bayesian_deepprior.
         old = {"precision": "float32", "num_workers": 0, "init_from": None, "min_steps": 0,
-               **json.loads(path.read_text())}
+               "bayesian_deepprior": False, **json.loads(path.read_text())}
         if old != ident:
             diff = {k: (old.get(k), ident.get(k)) for k in sorted(set(old) | set(ident))
                     if old.get(k) != ident.get(k)}
