@@ -1,6 +1,6 @@
 """Aggregate AL runs: `python -m experiments.report WORKDIR... [--out=DIR]` reads every
-`results.jsonl` (`WORKDIR:m1,m2` only methods m1 and m2 of it) and writes into `--out` (default: the first workdir) report.md, a reviewer's
-report: the headline metric per method and labelled-set size (mean ± std over seeds); the
+`results.jsonl` (`WORKDIR:m1,m2`: only methods m1 and m2 of it) and writes into `--out`
+(default: the first workdir) report.md, a reviewer's report: the headline metric per method and labelled-set size (mean ± std over seeds); the
 normalised area under the budget curve (AUBC: trapezoid area over the labelled range divided by
 that range, in the metric's units) with a paired comparison to random over seeds (AUBC
 difference, paired t-test and Wilcoxon signed-rank p-values, seeds won); and, where the runs
@@ -780,7 +780,8 @@ def write_summary(workdirs, out) -> str:
 def main(argv):
     workdirs = argv[1:]
     if not workdirs:
-        raise app.UsageError("usage: python -m experiments.report WORKDIR[:METHOD,...] [WORKDIR...]")
+        raise app.UsageError(
+            "usage: python -m experiments.report WORKDIR[:METHOD,...] [WORKDIR...]")
     try:
         print(write_summary(workdirs, FLAGS.out or workdirs[0]))
     except (FileNotFoundError, ValueError) as err:
