@@ -1,13 +1,13 @@
 """Aggregate AL runs: `python -m experiments.report WORKDIR... [--out=DIR]` reads every
 `results.jsonl` (`WORKDIR:m1,m2`: only methods m1 and m2 of it) and writes into `--out`
-(default: the first workdir) report.md, a reviewer's report: the headline metric per method and labelled-set size (mean ± std over seeds); the
-normalised area under the budget curve (AUBC: trapezoid area over the labelled range divided by
-that range, in the metric's units) with a paired comparison to random over seeds (AUBC
-difference, paired t-test and Wilcoxon signed-rank p-values, seeds won); and, where the runs
-recorded them, per-OOD-kind diagnostics (test accuracy per kind, pool and test OOD AUROC per
-kind, OOD share of each selection, Spearman of score vs test error, VL4Pose refinement gain,
-records scored). Also report.csv (headline table), aubc.csv, by_kind.csv, learning_curve.png
-(±1 std bands, seeds in the legend), ood_auroc.png and accuracy_by_kind.png. Absent fields
+(default: the first workdir) report.md, a reviewer's report: the headline metric per method and
+labelled-set size (mean ± std over seeds); the normalised area under the budget curve (AUBC:
+trapezoid area over the labelled range divided by that range, in the metric's units) with a
+paired comparison to random over seeds (AUBC difference, paired t-test and Wilcoxon signed-rank
+p-values, seeds won); and, where the runs recorded them, per-OOD-kind diagnostics (test accuracy
+per kind, pool and test OOD AUROC per kind, OOD share of each selection, Spearman of score vs
+test error, VL4Pose refinement gain, records scored). Also report.csv (headline table),
+aubc.csv, by_kind.csv, learning_curve.png (±1 std bands, seeds in the legend), ood_auroc.png and accuracy_by_kind.png. Absent fields
 show as "–". `write_summary(workdirs, out)` writes all that and returns the compact text the AL
 command prints at the end (`summary(rows)`); `aggregate`, `markdown_table`, `aubc`, `aubc_table`,
 `paired_comparison` and `kind_table` are the pure pieces.
