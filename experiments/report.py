@@ -7,10 +7,11 @@ paired comparison to random over seeds (AUBC difference, paired t-test and Wilco
 p-values, seeds won); and, where the runs recorded them, per-OOD-kind diagnostics (test accuracy
 per kind, pool and test OOD AUROC per kind, OOD share of each selection, Spearman of score vs
 test error, VL4Pose refinement gain, records scored). Also report.csv (headline table),
-aubc.csv, by_kind.csv, learning_curve.png (±1 std bands, seeds in the legend), ood_auroc.png
-and accuracy_by_kind.png. Absent fields show as "–". `write_summary(workdirs, out)` writes all that and returns the compact text the AL
-command prints at the end (`summary(rows)`); `aggregate`, `markdown_table`, `aubc`, `aubc_table`,
-`paired_comparison` and `kind_table` are the pure pieces.
+aubc.csv, by_kind.csv, learning_curve.png (±1 std bands, seeds in the legend), ood_auroc.png and
+accuracy_by_kind.png. Absent fields show as "–". `write_summary(workdirs, out)` writes all that
+and returns the compact text the AL command prints at the end (`summary(rows)`); `aggregate`,
+`markdown_table`, `aubc`, `aubc_table`, `paired_comparison` and `kind_table` are the pure
+pieces.
 `round_plotter(workdir)` is the per-round hook of the AL command: a gallery of each selection
 with predicted skeletons and a histogram of the pool's scores vs the selection's (for VL4Pose,
 the likelihood histogram).
