@@ -6,6 +6,7 @@ more random pool records (500). Variants: plain DeepPrior (MSE); dropout 'A' wit
 Bayesian DeepPrior with the CKE paper's Eq. 2 loss (what the simulator trains); the same plus
 1.0 x MSE (the reference code's total loss). Bayesian variants are evaluated as the mean of 70
 MC passes (as the simulator) and with dropout off. Prints one JSON line per training.
+Usage: probe.py [REPEATS [MIN_STEPS [VARIANT;...]]] (VARIANT: a key of VARIANTS; default all).
 """
 import dataclasses
 import json
@@ -18,9 +19,10 @@ import optax
 from vl4pose_jax import simulate, train
 
 REPEATS = int(sys.argv[1]) if len(sys.argv) > 1 else 2
+MIN_STEPS = int(sys.argv[2]) if len(sys.argv) > 2 else 450
 cfg = simulate.Config(dataset="synthetic_hand", methods=("random",), init_size=200, budget=100,
                       rounds=3, epochs=30, retrain="scratch", preset="small", batch_size=32,
-                      data_config="small", min_steps=450, progress=False)
+                      data_config="small", min_steps=MIN_STEPS, progress=False)
 d = simulate.validate(cfg)
 init = simulate.initial_labelled(cfg, d)
 rest = np.setdiff1d(np.arange(d.pool_start, len(d.source)) if d.pool_start else
@@ -43,6 +45,8 @@ def variant(dropout, aleatoric, mse_weight=0.0):
 VARIANTS = {"plain (MSE)": variant(None, False), "dropout A, MSE": variant("A", False),
             "Bayesian, Eq. 2 (simulator)": variant("A", True),
             "Bayesian, Eq. 2 + MSE (reference)": variant("A", True, 1.0)}
+if len(sys.argv) > 3:
+    VARIANTS = {k: VARIANTS[k] for k in sys.argv[3].split(";")}
 
 
 def deterministic(n):
@@ -57,7 +61,7 @@ for size, labelled in sets.items():
             state = n.init(simulate.round_key(0, rep, "init"))
             state = simulate.train_round(cfg, d, n, state, labelled, cfg.epochs, rep, name)
             ev = simulate.evaluate(cfg, d, n, state)
-            row = {"labelled": size, "repeat": rep, "variant": name,
+            row = {"labelled": size, "repeat": rep, "variant": name, "min_steps": MIN_STEPS,
                    "mean_error_mm": ev["metrics"]["mean_error_mm"],
                    "in_distribution_mm": ev["metrics_by_kind"]["in_distribution"]["mean_error_mm"]}
             if n.model.dropout:
