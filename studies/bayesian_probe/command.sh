@@ -7,3 +7,6 @@ python studies/bayesian_probe/probe.py 2 > studies/bayesian_probe/results.jsonl
 # Is the Bayesian model undertrained? The same, 4x the step floor, one training per size.
 python studies/bayesian_probe/probe.py 1 1800 "Bayesian, Eq. 2 (simulator);dropout A, MSE" \
     > studies/bayesian_probe/results_1800_steps.jsonl
+# Does plain DeepPrior (random's model) also gain from 4x the steps? One training per size.
+python studies/bayesian_probe/probe.py 1 1800 "plain (MSE)" \
+    > studies/bayesian_probe/results_1800_steps_plain.jsonl
