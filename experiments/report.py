@@ -113,7 +113,7 @@ def write_csv(table, path):
 
 def plot_learning_curves(table, path):
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(7.5, 4))
     for method, v in table["methods"].items():
         sizes = sorted(v)
         mean = np.array([v[s][0] for s in sizes])
@@ -125,7 +125,7 @@ def plot_learning_curves(table, path):
     ax.set_xlabel("labelled images")
     ax.set_ylabel(table["metric"])
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)  # outside: bands stay visible
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
