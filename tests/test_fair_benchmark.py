@@ -74,18 +74,27 @@ def test_bayesian_deepprior_is_evaluated_as_its_mc_mean(data_dir):
     assert n.model.dropout == "A" and n.model.aleatoric   # the CKE paper's Bayesian model
     state = n.init(simulate.round_key(0, 0, "init"))
     p = simulate.predict_test(cfg, d, n, state)
-    # the first evaluation batch (each batch draws its dropout masks from the same key)
-    batch = next(iter(simulate.data.make_loader(d.test, batch_size=cfg.batch_size, train=False,
-                                                image_size=d.image_size)))
-    mc = models.mc_predict(n.model, {"params": state.params}, batch["depth"],
-                           simulate.jax.random.key(0), num_samples=3)
-    single = n.model.apply({"params": state.params}, batch["depth"], mc=False)["pose_BxJx3"]
-    to_mm = lambda uvd: np.asarray(simulate.data.normalised_uvd_to_xyz_mm(  # noqa: E731
-        uvd, center_uvd_Bx3=batch["center_uvd"], cube_mm_B=batch["cube_mm"],
-        intrinsics=d.test.spec.intrinsics))
-    first = p.pred[:cfg.batch_size]
-    np.testing.assert_allclose(first, to_mm(mc["mean_BxJx3"]), atol=1e-3)
-    assert np.abs(first - to_mm(single)).max() > 1e-2
+    # evaluation batch t draws its dropout masks from fold_in(key(0), t): no two batches share them
+    loader = simulate.data.make_loader(d.test, batch_size=cfg.batch_size, train=False,
+                                       image_size=d.image_size)
+    batches = list(loader)[:2]
+    assert len(batches) == 2 and len(batches[1]["depth"]) == cfg.batch_size
+    for t, batch in enumerate(batches):
+        key = simulate.jax.random.fold_in(simulate.jax.random.key(0), t)
+        mc = models.mc_predict(n.model, {"params": state.params}, batch["depth"], key,
+                               num_samples=3)
+        single = n.model.apply({"params": state.params}, batch["depth"], mc=False)["pose_BxJx3"]
+        to_mm = lambda uvd, b=batch: np.asarray(simulate.data.normalised_uvd_to_xyz_mm(  # noqa
+            uvd, center_uvd_Bx3=b["center_uvd"], cube_mm_B=b["cube_mm"],
+            intrinsics=d.test.spec.intrinsics))
+        rows = p.pred[t * cfg.batch_size:(t + 1) * cfg.batch_size]
+        np.testing.assert_allclose(rows, to_mm(mc["mean_BxJx3"]), atol=1e-3)
+        assert np.abs(rows - to_mm(single)).max() > 1e-2
+    same = batches[0]["depth"]
+    assert np.abs(np.asarray(n.predict(state, same, 0)["pose_BxJx3"])
+                  - np.asarray(n.predict(state, same, 1)["pose_BxJx3"])).max() > 1e-4
+    np.testing.assert_array_equal(n.predict(state, same, 0)["pose_BxJx3"],
+                                  n.predict(state, same)["pose_BxJx3"])
     plain = simulate.nets_for(dataclasses.replace(cfg, methods=("random",)), "random")
     assert plain.model.dropout is None and not plain.model.aleatoric
     # --bayesian_deepprior: random selection on the same Bayesian model, a fair baseline.

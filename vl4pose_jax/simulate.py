@@ -293,8 +293,9 @@ class Nets:
     aux: Any
     init: Any       # key -> TrainState (jitted)
     step: Any       # (state, batch) -> (state, logs)
-    predict: Any    # (state, inputs) -> dict
+    predict: Any    # (state, inputs) -> dict; (state, inputs, batch_index) if `stochastic`
     eval_keys: tuple = ("joints_BxJx2",)   # predict's joint decodings evaluated on the test split
+    stochastic: bool = False  # MC dropout: each test batch draws its own masks (`batch_index`)
 
 
 @functools.lru_cache(maxsize=None)
@@ -357,14 +358,18 @@ def nets(task: str, dataset: str, preset: str, head: str | None, lr: float,
         @jax.jit
         def predict(state, depth):
             return model.apply({"params": state.params}, depth, mc=False)
-    else:  # Bayesian DeepPrior: the mean of the MC-dropout passes (CKE paper)
-        @jax.jit
-        def predict(state, depth):
-            mc = models.mc_predict(model, {"params": state.params}, depth, jax.random.key(0),
-                                   num_samples=mc_samples, chunk=10)
-            return {"pose_BxJx3": mc["mean_BxJx3"]}
+        return Nets(model, aux, init, step, predict, ("pose_BxJx3",))
 
-    return Nets(model, aux, init, step, predict, ("pose_BxJx3",))
+    @jax.jit
+    def predict_mc(state, depth, batch_index=0):
+        """Bayesian DeepPrior: the mean of the MC-dropout passes (CKE paper); batch t draws its
+        masks from fold_in(key(0), t), so no two test batches share them."""
+        key = jax.random.fold_in(jax.random.key(0), batch_index)
+        mc = models.mc_predict(model, {"params": state.params}, depth, key,
+                               num_samples=mc_samples, chunk=10)
+        return {"pose_BxJx3": mc["mean_BxJx3"]}
+
+    return Nets(model, aux, init, step, predict_mc, ("pose_BxJx3",), stochastic=True)
 
 
 def nets_for(config: Config, method: str) -> Nets:
@@ -468,15 +473,16 @@ def _shard_by_process():
     return gp.ShardByJaxProcess(drop_remainder=False)
 
 
-def _predict(n: Nets, state, inputs, mesh) -> dict:
+def _predict(n: Nets, state, inputs, mesh, batch_index: int = 0) -> dict:
     """The joint decodings of `n.predict(state, inputs)` ({key: array} for `n.eval_keys`), the
     batch split over this process's devices (`state` replicated on `mesh`); the batch is padded
-    to a multiple of the device count."""
+    to a multiple of the device count. `batch_index` seeds a stochastic predict's draws."""
     count = inputs.shape[0]
     pad = -count % parallel.num_devices(mesh)
     if pad:
         inputs = np.concatenate([inputs, np.repeat(inputs[-1:], pad, 0)])
-    out = n.predict(state, parallel.shard_batch({"x": inputs}, mesh)["x"])
+    inputs = parallel.shard_batch({"x": inputs}, mesh)["x"]
+    out = n.predict(state, inputs, batch_index) if n.stochastic else n.predict(state, inputs)
     return {k: np.asarray(out[k])[:count] for k in n.eval_keys}
 
 
@@ -504,7 +510,7 @@ def predict_test(config: Config, d: Data, n: Nets, state) -> TestPredictions:
     loader = data.make_loader(d.test, batch_size=config.batch_size, train=False,
                               num_workers=config.num_workers, image_size=d.image_size)
     parts = collections.defaultdict(list)
-    for batch in loader:
+    for t, batch in enumerate(loader):
         if config.task == "heatmap":
             out = _predict(n, state, batch["image"], mesh)
             parts["pred"].append(out.pop("joints_BxJx2"))
@@ -512,7 +518,7 @@ def predict_test(config: Config, d: Data, n: Nets, state) -> TestPredictions:
             for k, v in out.items():
                 parts["extra:" + k].append(v)
         else:
-            out = _predict(n, state, batch["depth"], mesh)
+            out = _predict(n, state, batch["depth"], mesh, t)
             to_mm = functools.partial(data.normalised_uvd_to_xyz_mm,
                                       center_uvd_Bx3=batch["center_uvd"],
                                       cube_mm_B=batch["cube_mm"], intrinsics=sp.intrinsics)
