@@ -5,7 +5,7 @@
 # (each added later; round 0 of a seed is bit for bit the same in all, so the later ones pair
 # with the first's random). EGL costs 30 backward passes per pool image (1.8 images/s alone on
 # the 2-core CPU with this network, ~27 min per seed). Rerunning resumes from the workdirs; small
-# outputs are copied here. The committed EGL rows hold seeds 0-3 (seed 4 did not fit the session).
+# outputs are copied here.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 W=runs/study_synthetic_human
