@@ -86,8 +86,9 @@ flags.DEFINE_string("data_dir", None, "TFDS data directory (default: $VL4POSE_DA
                     "~/tensorflow_datasets).")
 flags.DEFINE_string("data_config", None, "Dataset config (synthetic sets: tiny, small, default).")
 flags.DEFINE_integer("batch_size", None, "Batch size (protocol default).")
-flags.DEFINE_bool("share_round0", True, "Train round 0 once for every heatmap method of a seed "
-                  "(the results equal separate trainings; --noshare_round0 trains each alone).")
+flags.DEFINE_bool("share_round0", True, "Train round 0 once for the methods of a seed that "
+                  "train the same network (the results equal separate trainings; "
+                  "--noshare_round0 trains each alone).")
 flags.DEFINE_integer("min_steps", None, "Each training runs at least this many optimizer steps "
                      "(protocol default; for small labelled sets at a large batch).")
 flags.DEFINE_float("lr", None, "Adam learning rate (default: 3e-4 hourglass, 1e-3 DeepPrior, "

@@ -190,6 +190,25 @@ def test_shared_round0_equals_separate_runs(data_dir, tmp_path):
     assert strip(resumed) == strip(separate)
 
 
+def test_shared_regression_round0_equals_separate_runs(data_dir, tmp_path):
+    """Regression methods share round 0 when they train the same network without an auxiliary
+    net (random + coreset on DeepPrior, mc_dropout + cke on Bayesian DeepPrior; vl4pose, with
+    its auxiliary net, trains alone); the results are those of separate trainings."""
+    mc = dict(num_samples=3)
+    cfg = config(data_dir, dataset="synthetic_hand", retrain="scratch", epochs=2,
+                 methods=("random", "vl4pose", "mc_dropout", "coreset", "cke"),
+                 method_options={"mc_dropout": mc, "cke": mc})
+    log = []
+    shared = simulate.run(cfg, tmp_path / "shared", log=log.append)
+    once = [m for m in log if "round 0 trained once" in m]
+    assert [m.split(" for ")[1] for m in once] == ["random, coreset", "mc_dropout, cke"]
+    separate = simulate.run(dataclasses.replace(cfg, share_round0=False), tmp_path / "separate",
+                            log=lambda *_: None)
+    assert strip_timing(shared) == strip_timing(separate)
+    r0 = {r["method"]: r["metrics"]["mean_error_mm"] for r in shared if r["round"] == 0}
+    assert r0["random"] == r0["coreset"] != r0["mc_dropout"] == r0["cke"]
+
+
 def test_small_hand_preset_crops_64_pixels(data_dir):
     """--preset=small (the synthetic_hand study's CPU size) feeds DeepPrior 64 x 64 crops: the
     loader and the network agree (fc1 sees 9 x 9 x 12 features after the three VALID convs)."""

@@ -10,8 +10,8 @@ and of its `pool` split share one index space (train first); labelled sets are s
 `split/id`. `validate(config)` does every cheap check (names, data prepared, budget) before any
 heavy work; `experiments/al.py` is the command-line front end.
 
-A fair instrument: round 0 is trained once for all heatmap methods of a seed (`shared_round0`,
-equal to separate runs), the optional random pre-subset is one per (seed, round) for every
+A fair instrument: round 0 is trained once for all methods of a seed that train the same
+network (`shared_round0`, equal to separate runs), the optional random pre-subset is one per (seed, round) for every
 method (`pre_subset_pool`), and every round records per-OOD-kind accuracy, OOD AUROC and
 selection shares, the test-split Spearman between score and error (`score_test_split`) and
 VL4Pose's refinement (`evaluate`). `load_trained(workdir)` takes a trained model out of a
@@ -89,7 +89,7 @@ class Config:
     that rounds differ only in their labelled sets; `cycle_epochs` is unused). `min_steps`: every
     training runs at least this many optimizer steps (small labelled sets at a large batch,
     e.g. 100 hands at batch 64, give one step per epoch). `share_round0`: train the first
-    round once for all heatmap methods of a seed (`shared_round0`; the results are those of
+    round once for the methods of a seed that train the same network (`shared_round0`; the results are those of
     separate runs, bit for bit on XLA:CPU, tested). `pre_subset`: score only a random
     subset of the pool (int count or float fraction), None for the whole pool. `crash_at`
     (tests): 'round:R' raises `SimulatedCrash` right after round R's checkpoint of the first
@@ -990,39 +990,64 @@ def _copy(state):
 
 
 def shared_round0(config: Config, d: Data, workdir: pathlib.Path, log=print) -> dict:
-    """The first round's training, done once for every heatmap method of `config.seed` that
-    has not finished round 0: {method: (trained state, seconds)}. The hourglass does not depend
-    on the method (same initial set, key and data order; auxiliary nets see detached features)
-    and `train.make_heatmap_multi_step` trains every method's auxiliary net beside it, so each
-    method gets the state its own training would give. Empty when fewer than two methods need
-    it, for regression models, with `init_from` or without `share_round0`. Mid-training
-    checkpoints go to `checkpoints/round0_shared/seed_<seed>/training`."""
-    if (config.task != "heatmap" or config.init_from or not config.share_round0
-            or config.epochs == 0 or len(config.methods) < 2):
+    """The first round's training, done once for the methods of `config.seed` that have not
+    finished round 0 and would train the same network: {method: (trained state, seconds)}.
+    Heatmap methods: every one (same initial set, key and data order; auxiliary nets see
+    detached features, and `train.make_heatmap_multi_step` trains every method's auxiliary net
+    beside the hourglass, so each method gets the state its own training would give).
+    Regression methods: each group of two or more with the same network and no auxiliary net
+    (e.g. random, coreset, coregcn and uncertaingcn on DeepPrior; mc_dropout and cke on
+    Bayesian DeepPrior). Empty without such a group, with `init_from` or without
+    `share_round0`. Mid-training checkpoints go to `checkpoints/round0_shared/seed_<seed>/`
+    (heatmap) or `checkpoints/round0_shared_<first method of the group>/seed_<seed>/`."""
+    if config.init_from or not config.share_round0 or config.epochs == 0:
         return {}
     # Finished rounds, read off the folders (Orbax renames a step's folder into place when it
     # is complete); no CheckpointManager here: creating one is collective across processes.
     todo = [m for m in config.methods
             if not any(p.name.isdigit() for p in _listdir(
                 checkpoints.run_dir(workdir, m, config.seed) / "rounds"))]
-    if len(todo) < 2:
-        return {}
     by_method = {m: nets_for(config, m) for m in todo}
     key = round_key(config.seed, 0, "init")
-    inits = {m: n.init(key) for m, n in by_method.items()}
-    heads = {n.aux.head: m for m, n in by_method.items() if n.aux is not None}
-    state = inits[todo[0]].replace(
-        aux_params={h: inits[m].aux_params for h, m in heads.items()},
-        aux_opt_state={h: inits[m].aux_opt_state for h, m in heads.items()})
-    first = by_method[todo[0]]
-    lr = config.lr if config.lr is not None else train.HOURGLASS_LR
-    shared = dataclasses.replace(first, step=_multi_step(config.dataset, config.preset,
-                                                         tuple(sorted(heads)), float(lr),
-                                                         config.precision))
+    out = {}
+    if config.task == "heatmap":
+        if len(todo) < 2:
+            return {}
+        inits = {m: n.init(key) for m, n in by_method.items()}
+        heads = {n.aux.head: m for m, n in by_method.items() if n.aux is not None}
+        state = inits[todo[0]].replace(
+            aux_params={h: inits[m].aux_params for h, m in heads.items()},
+            aux_opt_state={h: inits[m].aux_opt_state for h, m in heads.items()})
+        lr = config.lr if config.lr is not None else train.HOURGLASS_LR
+        shared = dataclasses.replace(by_method[todo[0]], step=_multi_step(
+            config.dataset, config.preset, tuple(sorted(heads)), float(lr), config.precision))
+        state, seconds = _train_round0(config, d, workdir, "round0_shared", todo, shared, state,
+                                       log)
+        for m, n in by_method.items():
+            head = None if n.aux is None else n.aux.head
+            out[m] = (_copy(state.replace(
+                aux_params=None if head is None else state.aux_params[head],
+                aux_opt_state=None if head is None else state.aux_opt_state[head])), seconds)
+        return out
+    groups: dict = {}  # `nets` is cached: methods with equal networks share one Nets object
+    for m, n in by_method.items():
+        if n.aux is None:
+            groups.setdefault(id(n), []).append(m)
+    for group in (g for g in groups.values() if len(g) >= 2):
+        n = by_method[group[0]]
+        state, seconds = _train_round0(config, d, workdir, f"round0_shared_{group[0]}", group,
+                                       n, n.init(key), log)
+        out.update({m: (_copy(state), seconds) for m in group})
+    return out
+
+
+def _train_round0(config: Config, d: Data, workdir: pathlib.Path, name: str, methods: list,
+                  n: Nets, state, log) -> tuple:
+    """Round 0 of `config.seed` trained once for `methods`, resumable from its mid-training
+    checkpoints in `checkpoints/<name>/seed_<seed>/training`: (state, seconds)."""
     mesh = parallel.train_mesh()
     state = parallel.replicate(state, mesh)
-    mid = checkpoints.manager(checkpoints.run_dir(workdir, "round0_shared", config.seed)
-                              / "training")
+    mid = checkpoints.manager(checkpoints.run_dir(workdir, name, config.seed) / "training")
     resume = {}
     last, restored, meta = _restore(mid, state, steps=mid.all_steps(), log=log)
     if last is not None:
@@ -1037,19 +1062,13 @@ def shared_round0(config: Config, d: Data, workdir: pathlib.Path, log=print) -> 
         if config.crash_at == f"train:0:{done}":
             raise SimulatedCrash(f"simulated crash in round 0 at step {done}")
 
-    log(f"[seed {config.seed}] round 0 trained once for {', '.join(todo)}")
+    log(f"[seed {config.seed}] round 0 trained once for {', '.join(methods)}")
     t0 = time.perf_counter()
-    state = train_round(config, d, shared, state, initial_labelled(config, d), config.epochs, 0,
+    state = train_round(config, d, n, state, initial_labelled(config, d), config.epochs, 0,
                         f"s{config.seed} r0 shared", checkpoint=checkpoint, **resume)
     seconds = round(time.perf_counter() - t0, 3)
     mid.close()
-    out = {}
-    for m, n in by_method.items():
-        head = None if n.aux is None else n.aux.head
-        out[m] = (_copy(state.replace(
-            aux_params=None if head is None else state.aux_params[head],
-            aux_opt_state=None if head is None else state.aux_opt_state[head])), seconds)
-    return out
+    return state, seconds
 
 
 def _run_one(config: Config, d: Data, method: str, workdir: pathlib.Path, rows_by_run, run_key,
