@@ -10,12 +10,12 @@ and of its `pool` split share one index space (train first); labelled sets are s
 `split/id`. `validate(config)` does every cheap check (names, data prepared, budget) before any
 heavy work; `experiments/al.py` is the command-line front end.
 
-A fair instrument: round 0 is trained once for all methods of a seed that train the same
-network (`shared_round0`, equal to separate runs), the optional random pre-subset is one per
-(seed, round) for every method (`pre_subset_pool`), and every round records per-OOD-kind
-accuracy, OOD AUROC and selection shares, the test-split Spearman between score and error
-(`score_test_split`) and VL4Pose's refinement (`evaluate`). `load_trained(workdir)` takes a trained model out of a
-workdir (the scorer, `experiments.score`, uses it).
+A fair instrument: round 0 is trained once for all methods of a seed that train the same network
+(`shared_round0`, equal to separate runs), the optional random pre-subset is one per (seed, round)
+for every method (`pre_subset_pool`), and every round records per-OOD-kind accuracy, OOD AUROC and
+selection shares, the test-split Spearman between score and error (`score_test_split`) and
+VL4Pose's refinement (`evaluate`). `load_trained(workdir)` takes a trained model out of a workdir
+(the scorer, `experiments.score`, uses it).
 
 Training is data-parallel over every device of every process (`parallel.train_mesh`; the
 global batch `batch_size` is split evenly, each process loading only its rows through grain's
@@ -89,9 +89,9 @@ class Config:
     that rounds differ only in their labelled sets; `cycle_epochs` is unused). `min_steps`: every
     training runs at least this many optimizer steps (small labelled sets at a large batch,
     e.g. 100 hands at batch 64, give one step per epoch). `share_round0`: train the first
-    round once for the methods of a seed that train the same network (`shared_round0`; the
-    results are those of separate runs, bit for bit on XLA:CPU, tested). `pre_subset`: score
-    only a random subset of the pool (int count or float fraction), None for the whole pool. `crash_at`
+    round once for the methods of a seed that train the same network (`shared_round0`; the results
+    are those of separate runs, bit for bit on XLA:CPU, tested). `pre_subset`: score only a random
+    subset of the pool (int count or float fraction), None for the whole pool. `crash_at`
     (tests): 'round:R' raises `SimulatedCrash` right after round R's checkpoint of the first
     (method, seed), 'train:R:S' right after the mid-training checkpoint at step S of round R.
     `checkpoint_every`: epochs between mid-training checkpoints (0: only at round ends).
