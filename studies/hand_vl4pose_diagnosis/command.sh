@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Why does VL4Pose's regression likelihood rank rare synthetic hands poorly (pool AUROC
 # 0.55-0.73 in synthetic_hand_1800/all_methods, against 0.89-0.90 for the aleatoric head)?
-# diagnose.py scores the pool of a trained vl4pose state five ways (see its docstring).
+# diagnose.py scores the pool of a trained vl4pose state six ways (see its docstring).
 # Round 0 (200 labelled): one training per seed with --rounds=0, the hand_1800 protocol.
 # Round 3 (500 labelled): the vl4pose runs of the synthetic_hand_1800 seed workdirs
 # (synthetic_hand_1800/command.sh), when they exist.

@@ -1,7 +1,7 @@
 """Why does VL4Pose's regression likelihood rank rare synthetic hands poorly?
 
 Takes the trained vl4pose state (DeepPrior + `vl4pose_regression` head) of one seed from an AL
-workdir (`simulate.load_trained`: its newest round) and scores its unlabelled pool five ways,
+workdir (`simulate.load_trained`: its newest round) and scores its unlabelled pool six ways,
 each as an OOD score (higher = rarer), with its AUROC for rare poses and for odd appearance
 against in-distribution hands:
   vl4pose_pred   -log N(predicted links; aux offsets, aux covariance): VL4Pose's score;
