@@ -43,7 +43,7 @@ def fixed_prior(links_NxLx3):
 
 
 def ground_truth(ctx, indices):
-    """Normalised-UVD ground truth (N, J, 3), its mm version and the crop info, by record."""
+    """Normalised-UVD ground truth (N, J, 3) and its crop centre and cube, sorted by record."""
     parts = {k: [] for k in ("index", "joints", "center_uvd", "cube_mm")}
     for batch in ctx.batches(indices):
         for k in parts:
