@@ -16,7 +16,7 @@ for S in 0 1; do
     python "$OUT/diagnose.py" "${W}_s$S" $S --plot="$OUT/scores_seed${S}_round0.png" \
         >> "$OUT/results.jsonl"
 done
-for S in 2 3; do
+for S in 2 3 4; do
     P=runs/study_synthetic_hand_1800_plain_s$S
     if [ -d "$P" ]; then
         python "$OUT/diagnose.py" "$P" $S --plot="$OUT/scores_seed${S}_round3.png" \
