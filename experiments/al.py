@@ -2,7 +2,7 @@
 whole paper protocols (train → evaluate → score the pool → select → label, per round) for one or
 more methods and seeds, checkpointing every round with Orbax in `--workdir` so that rerunning the
 same command resumes exactly. Flags left unset take the protocol of the chosen dataset
-(`PROTOCOLS`; `--protocol=cke` picks the Bayesian DeepPrior / CKE paper's on a hand dataset); the
+(`protocol.PROTOCOLS`; `--protocol=cke` picks the Bayesian DeepPrior / CKE paper's on a hand dataset); the
 quick CPU run is `--dataset=synthetic_human --method=vl4pose,random --preset=tiny`. Every check
 that needs no training (names, prepared data, budget vs pool) runs first and exits non-zero with
 a one-paragraph message. Results: `WORKDIR/results.jsonl`; tables: `python -m experiments.report`.
@@ -25,49 +25,16 @@ import jax
 from absl import app, flags, logging
 
 from experiments import report
-from vl4pose_jax import acquisition, data, parallel, preemption, simulate
-
-# Paper protocols: unset flags default to these (per dataset, or per --protocol).
-_HUMAN = dict(init_size=1000, budget=1000, rounds=5, epochs=150, cycle_epochs=100,
-              retrain="finetune", preset="paper", batch_size=16, pre_subset=None)
-PROTOCOLS = {
-    "lsp": _HUMAN, "lspet": _HUMAN, "mpii": _HUMAN,
-    # VL4Pose paper, hands: 100 initial, +100 per cycle to 1,000, VL4Pose on a random pre-subset.
-    # 100 images at batch 64 are one step per epoch: 60 steps leave DeepPrior unconverged
-    # (synthetic hands: 14.7 mm in-distribution after 60 steps, 11.5 after 600), so every round
-    # trains at least the 900 steps of the CKE protocol's 1,000-image stage (60 epochs x 15).
-    "icvl": dict(init_size=100, budget=100, rounds=9, epochs=60, retrain="scratch",
-                 preset="paper", batch_size=64, pre_subset=0.1, min_steps=900),
-    "nyu": dict(init_size=100, budget=100, rounds=9, epochs=60, retrain="scratch",
-                preset="paper", batch_size=64, pre_subset=0.1, min_steps=900),
-    # Bayesian DeepPrior + CKE (WACV 2021): 1,000 initial, +1,000 per stage from a 10 % subset,
-    # retrained from scratch for 60 epochs, batch 64.
-    "cke": dict(init_size=1000, budget=1000, rounds=9, epochs=60, retrain="scratch",
-                preset="paper", batch_size=64, pre_subset=0.1),
-    # Built-in synthetic sets (config 'small': 200 initial, 1,000 pool, 200 test): the CPU
-    # regime. People: the 'small' hourglass (128 px input, 32 x 32 heatmaps), 60 epochs (750
-    # steps) for round 0, which reaches PCK@0.2 ~76 % on in-distribution test people, then
-    # fine-tuned 5 epochs per round; about 5 minutes for two methods on 2 CPU cores.
-    "synthetic_human": dict(init_size=200, budget=100, rounds=3, epochs=60, cycle_epochs=5,
-                            retrain="finetune", preset="small", batch_size=16, pre_subset=None,
-                            data_config="small", lr=3e-3),
-    # Your own COCO keypoints data (data.coco): every train.json person labelled, no acquisition
-    # (rank new images with experiments.score); --rounds simulates on pool.json.
-    "coco_keypoints": dict(init_size=10**9, budget=100, rounds=0, epochs=100, cycle_epochs=50,
-                           retrain="finetune", preset="paper", batch_size=16, pre_subset=None),
-    # Hands: every from-scratch round trains 30 epochs and at least 450 steps (the 500-image
-    # round's 30 epochs at batch 32), so rounds differ only in their labels.
-    "synthetic_hand": dict(init_size=200, budget=100, rounds=3, epochs=30, retrain="scratch",
-                           preset="tiny", batch_size=32, pre_subset=None, data_config="small",
-                           min_steps=450),
-}
+from vl4pose_jax import acquisition, data, parallel, preemption, protocol, records, simulate
+from vl4pose_jax import workdir as wd
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("dataset", "synthetic_human", "Dataset: " + ", ".join(sorted(data.SPECS)))
 flags.DEFINE_list("method", ["vl4pose"], "Acquisition method(s), comma-separated: "
                   + ", ".join(acquisition.names()))
 flags.DEFINE_string("protocol", None, "Protocol whose defaults fill unset flags: "
-                    + ", ".join(PROTOCOLS) + " (default: the dataset's own).")
+                    + ", ".join(protocol.PROTOCOLS) + " (default: the dataset's own, else its kind's: "
+                    "lsp for people, icvl for hands).")
 flags.DEFINE_string("workdir", None, "Output and checkpoint folder (default: "
                     "runs/<dataset>_<methods>). Rerun the same command on it to resume.")
 flags.DEFINE_integer("seed", 0, "First seed; seeds seed..seed+trials-1 are run.")
@@ -79,7 +46,7 @@ flags.DEFINE_integer("epochs", None, "Training epochs of the first round (protoc
 flags.DEFINE_integer("cycle_epochs", None, "Training epochs of later rounds (protocol default).")
 flags.DEFINE_enum("retrain", None, ["scratch", "finetune"], "Re-initialise every round or "
                   "warm-start from the previous one (protocol default).")
-flags.DEFINE_enum("preset", None, sorted(simulate.HUMAN_PRESETS), "Network size: 'tiny' for "
+flags.DEFINE_enum("preset", None, sorted(protocol.HUMAN_PRESETS), "Network size: 'tiny' for "
                   "CPU minutes, 'paper' for the published configuration (protocol default). "
                   "Hands (DeepPrior): the crop is 128 px, except 'small' 64 px and 'micro' 32 px.")
 flags.DEFINE_string("data_dir", None, "TFDS data directory (default: $VL4POSE_DATA_DIR or "
@@ -122,54 +89,26 @@ flags.DEFINE_bool("bayesian_deepprior", False, "Hands: train Bayesian DeepPrior 
 flags.DEFINE_string("init_from", None, "Start round 0 from the newest trained state of this "
                     "workdir (same method and dataset) instead of a fresh initialisation: "
                     "fine-tuning after merging new labels. Part of the run's identity.")
+flags.DEFINE_multi_string("method_options", [], "Options of a method's `select`, "
+                          "METHOD:KEY=VALUE[,KEY=VALUE] (repeat the flag for several methods), "
+                          "e.g. --method_options=vl4pose:num_peaks=5,mode=expected. Part of the "
+                          "run's identity.")
 flags.DEFINE_string("crash_at", None, "Testing only: 'round:R' aborts after round R's "
                     "checkpoint, 'train:R:S' after the mid-training checkpoint at step S of round "
                     "R, to exercise resume.")
 
 
-def parse_pre_subset(value, budget: int):
-    """--pre_subset: None, a fraction in (0, 1] (float) or a whole count >= budget (int)."""
-    if value is None:
-        return None
-    if not value > 0:
-        raise simulate.SimulationError(
-            f"--pre_subset={value:g}: give a fraction of the pool in (0, 1] or a whole count of "
-            f"records of at least --budget={budget}.")
-    if value <= 1:
-        return float(value)
-    if value != int(value):
-        raise simulate.SimulationError(
-            f"--pre_subset={value:g} is neither a fraction in (0, 1] nor a whole count of "
-            f"records; give e.g. 0.1 or {max(budget, int(value))}.")
-    return int(value)
-
-
-def config_from_flags() -> simulate.Config:
-    if FLAGS.dataset not in data.SPECS:
-        raise simulate.SimulationError(f"unknown dataset {FLAGS.dataset!r}; known datasets: "
-                                       + ", ".join(sorted(data.SPECS)) + ".")
-    protocol_name = FLAGS.protocol or FLAGS.dataset
-    if protocol_name not in PROTOCOLS:
-        raise simulate.SimulationError(f"unknown protocol {protocol_name!r}; known: "
-                                       + ", ".join(PROTOCOLS) + ".")
-    protocol = dict(PROTOCOLS[protocol_name])
-    for name in ("init_size", "budget", "rounds", "epochs", "cycle_epochs", "retrain", "preset",
-                 "batch_size", "pre_subset", "data_config", "lr", "min_steps"):
-        value = getattr(FLAGS, name)
-        if value is not None:
-            protocol[name] = value
-    if protocol["retrain"] == "scratch" and FLAGS.cycle_epochs is not None:
-        raise simulate.SimulationError(
-            f"--cycle_epochs={FLAGS.cycle_epochs} has no effect with --retrain=scratch: every "
-            "from-scratch round trains --epochs, so that rounds differ only in their labels.")
-    protocol["pre_subset"] = parse_pre_subset(protocol.get("pre_subset"), protocol["budget"])
-    return simulate.Config(dataset=FLAGS.dataset, methods=tuple(FLAGS.method), seed=FLAGS.seed,
-                           trials=FLAGS.trials, data_dir=FLAGS.data_dir,
-                           checkpoint_every=FLAGS.checkpoint_every, crash_at=FLAGS.crash_at,
-                           precision=FLAGS.precision, num_workers=FLAGS.num_workers,
-                           share_round0=FLAGS.share_round0,
-                           init_from=FLAGS.init_from,
-                           bayesian_deepprior=FLAGS.bayesian_deepprior, **protocol)
+def config_from_flags() -> protocol.Config:
+    """The run's `Config`: the flags given, the protocol's values for those left unset."""
+    fields = {name: getattr(FLAGS, name) for name in protocol.PROTOCOL_FIELDS}
+    return protocol.make_config(
+        FLAGS.dataset, FLAGS.method, protocol=FLAGS.protocol, seed=FLAGS.seed,
+        trials=FLAGS.trials, data_dir=FLAGS.data_dir, checkpoint_every=FLAGS.checkpoint_every,
+        crash_at=FLAGS.crash_at, precision=FLAGS.precision, num_workers=FLAGS.num_workers,
+        share_round0=FLAGS.share_round0, init_from=FLAGS.init_from,
+        bayesian_deepprior=FLAGS.bayesian_deepprior,
+        method_options=protocol.parse_method_options(FLAGS.method_options, FLAGS.method),
+        **fields)
 
 
 def io_message(err: OSError, workdir) -> str:
@@ -211,13 +150,13 @@ def main(argv):
     preemption.install()
     try:
         config = config_from_flags()
-        with simulate.workdir_lock(workdir):   # before the data: a refused launch fails at once
-            d = simulate.validate(config)
+        with wd.lock(workdir):   # before the data: a refused launch fails at once
+            d = records.validate(config)
             simulate.run(config, workdir, data_=d, on_round=report.round_plotter(workdir))
             if not parallel.is_primary():
                 return
             summary = report.write_summary([workdir], workdir)
-    except simulate.SimulationError as err:
+    except protocol.SimulationError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)
     except preemption.Interrupted as err:
@@ -236,7 +175,7 @@ def main(argv):
     scored = scored_summary(report.read_rows([workdir]))
     if scored:
         print(scored)
-    print(f"results: {workdir}/{simulate.RESULT_FILE}; table and learning curve: "
+    print(f"results: {workdir}/{wd.RESULT_FILE}; table and learning curve: "
           f"{workdir}/report.md, report.csv, learning_curve.png; per-round plots: {workdir}/plots")
 
 

@@ -19,28 +19,29 @@ import sys
 import numpy as np
 from absl import app, flags
 
-from vl4pose_jax import metrics, simulate
+from vl4pose_jax import acquire, evaluation, metrics, protocol, records
+from vl4pose_jax import workdir as wd
 
 
 def diagnose_seed(workdir, method: str, seed: int, *, fail_below: float = 50.0,
                   data_dir=None) -> dict:
     """The diagnostics of one seed (module doc), plus the per-image arrays under 'arrays'."""
-    t = simulate.load_trained(workdir, method, seed, data_dir)
+    t = wd.load_trained(workdir, method, seed, data_dir)
     cfg = t.config
     if cfg.task != "heatmap":
-        raise simulate.SimulationError(f"{workdir}: experiments.diagnose needs a heatmap "
+        raise protocol.SimulationError(f"{workdir}: experiments.diagnose needs a heatmap "
                                        f"dataset (per-image PCK), not {cfg.dataset!r}.")
-    d = simulate.validate(cfg)
-    p = simulate.predict_test(cfg, d, t.nets, t.state)
-    score_B = simulate.test_scores(cfg, d, t.nets, t.state, method, p, t.meta["round"])
-    pck_B = simulate.per_image_pck(cfg, p)
-    error_B = simulate._accuracy(cfg, p)[2]  # pylint: disable=protected-access
+    d = records.validate(cfg)
+    p = evaluation.predict_test(cfg, d, t.nets, t.state)
+    score_B = acquire.test_scores(cfg, d, t.nets, t.state, method, p, t.meta["round"])
+    pck_B = evaluation.per_image_pck(cfg, p)
+    error_B = evaluation.accuracy(cfg, p)[2]
     ok = np.isfinite(pck_B) & np.isfinite(score_B)
     failed = pck_B[ok] < fail_below
     out = {"seed": seed, "round": t.meta["round"], "num_labelled": len(t.meta["labelled_ids"]),
            "test_images": int(ok.sum()), "pck": round(float(np.mean(pck_B[ok])), 3),
-           "spearman_score_pck": simulate.spearman(score_B[ok], pck_B[ok]),
-           "spearman_score_error": simulate.spearman(score_B[ok], error_B[ok]),
+           "spearman_score_pck": evaluation.spearman(score_B[ok], pck_B[ok]),
+           "spearman_score_error": evaluation.spearman(score_B[ok], error_B[ok]),
            "failed_share": round(float(failed.mean()), 4),
            "zero_pck_share": round(float((pck_B[ok] == 0).mean()), 4),
            "auroc_failed": round(float(metrics.auroc(score_B[ok], failed)), 4)
@@ -49,7 +50,7 @@ def diagnose_seed(workdir, method: str, seed: int, *, fail_below: float = 50.0,
            "mean_score_good": round(float(score_B[ok][~failed].mean()), 4)
            if (~failed).any() else None}
     if "refined_BxJx2" in p.extra:
-        thr = simulate.pck_threshold(cfg)
+        thr = evaluation.pck_threshold(cfg)
         dist = {k: np.asarray(metrics.normalized_distances(p.extra[f"{k}_BxJx2"], p.gt,
                                                            p.normalizer))
                 for k in ("argmax", "refined")}
@@ -99,7 +100,7 @@ def plot(results: list[dict], method: str, fail_below: float, path: pathlib.Path
 
 
 def run(workdir, method: str, out, *, fail_below: float = 50.0, data_dir=None) -> list[dict]:
-    config = simulate.load_config(workdir)
+    config = wd.load_config(workdir)
     results = [diagnose_seed(workdir, method, seed, fail_below=fail_below, data_dir=data_dir)
                for seed in range(config.seed, config.seed + config.trials)]
     out = pathlib.Path(out)
@@ -118,7 +119,7 @@ def main(argv):
     try:
         rows = run(argv[1], FLAGS.method, FLAGS.out or argv[1], fail_below=FLAGS.fail_below,
                    data_dir=FLAGS.data_dir)
-    except simulate.SimulationError as e:
+    except protocol.SimulationError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
     for r in rows:

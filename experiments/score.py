@@ -4,7 +4,7 @@ r"""Rank new images or video frames with a trained run, for annotation.
         [--method=vl4pose] [--boxes=PERSON_BOXES.json] [--stride=10] [--batch_size=32]
 
 `W` is a workdir of `python -m experiments.al` (e.g. one with `--rounds=0`: trained on the
-labelled set alone); its newest round is loaded with `simulate.load_trained`. `--images` is a
+labelled set alone); its newest round is loaded with `workdir.load_trained`. `--images` is a
 folder of images (searched recursively) or a video file (PyAV; every `--stride`-th frame).
 `--boxes`: an optional COCO file of person boxes (`file_name` relative to the folder, or
 `<video stem>/frame_NNNNNN.png`); without it each image is one person crop. `--method`: any
@@ -52,7 +52,8 @@ def run(workdir, images, out, *, top_k, method=None, boxes=None, stride=1, seed=
         image_url_prefix=None, progress=True, log=print):
     """The whole command as a library call; returns (out folder, `rank.Scored`)."""
     import pathlib  # pylint: disable=import-outside-toplevel
-    from vl4pose_jax import export, rank, simulate  # pylint: disable=import-outside-toplevel
+    from vl4pose_jax import export, rank  # pylint: disable=import-outside-toplevel
+    from vl4pose_jax import workdir as wd  # pylint: disable=import-outside-toplevel
     out = pathlib.Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
         raise export.OutputError(f"{out} exists and is not empty: choose another --out or pass "
@@ -63,7 +64,7 @@ def run(workdir, images, out, *, top_k, method=None, boxes=None, stride=1, seed=
                               f"{'frames' if inputs.kind == 'video' else 'images'}"
                               f"{f' (stride {stride})' if inputs.kind == 'video' else ''}: "
                               f"choose 1..{len(inputs.names)}")
-    trained = simulate.load_trained(workdir, seed=seed, data_dir=data_dir)
+    trained = wd.load_trained(workdir, seed=seed, data_dir=data_dir)
     t0 = time.perf_counter()
     scored = rank.score(trained, inputs, top_k=top_k, method=method, batch_size=batch_size,
                         workers=workers, skip_corrupt=skip_corrupt, progress=progress)
@@ -85,7 +86,7 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     logging.set_verbosity(logging.WARNING)
-    from vl4pose_jax import export, rank, simulate  # pylint: disable=import-outside-toplevel
+    from vl4pose_jax import export, protocol, rank  # pylint: disable=import-outside-toplevel
     from vl4pose_jax.data import builders, coco  # pylint: disable=import-outside-toplevel
     for name in ("workdir", "images", "out"):
         if not getattr(FLAGS, name):
@@ -97,7 +98,7 @@ def main(argv):
             batch_size=FLAGS.batch_size, workers=FLAGS.workers, data_dir=FLAGS.data_dir,
             skip_corrupt=FLAGS.skip_corrupt, overwrite=FLAGS.overwrite,
             image_url_prefix=FLAGS.image_url_prefix, progress=FLAGS.progress)
-    except (simulate.SimulationError, rank.InputError, export.OutputError, coco.CocoError,
+    except (protocol.SimulationError, rank.InputError, export.OutputError, coco.CocoError,
             builders.CorruptImageError, KeyError) as err:
         extra = (" (rerun with --skip_corrupt to skip such files and list them in skipped.txt)"
                  if isinstance(err, builders.CorruptImageError) else "")

@@ -1,6 +1,6 @@
 """Ranking new, unlabelled images or video frames with a trained run (the real AL loop).
 
-    trained = simulate.load_trained(workdir)                    # the one loader
+    trained = workdir.load_trained(path)                        # the one loader
     inputs = rank.open_inputs("new_images/")                    # or a video, stride=10
     result = rank.score(trained, inputs, top_k=20)              # streamed, every local device
     result.order, result.image_rank, result.joints_px, ...
@@ -35,6 +35,8 @@ import numpy as np
 from tqdm import tqdm
 
 from vl4pose_jax import acquisition, data
+from vl4pose_jax import heatmaps as hm
+from vl4pose_jax.protocol import HUMAN_PRESETS
 from vl4pose_jax.data import builders, coco, transforms
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -224,8 +226,7 @@ class Scored:
 def score(trained, inputs: Inputs, *, top_k: int, method: str | None = None,
           batch_size: int = 32, workers: int | None = None, skip_corrupt: bool = False,
           progress: bool = True, method_options: dict | None = None) -> Scored:
-    """Score every crop of `inputs` with `trained` (`simulate.load_trained`) and rank them."""
-    from vl4pose_jax import simulate  # pylint: disable=import-outside-toplevel
+    """Score every crop of `inputs` with `trained` (`workdir.load_trained`) and rank them."""
     config = trained.config
     method = method or trained.method
     if config.task != "heatmap":
@@ -243,7 +244,7 @@ def score(trained, inputs: Inputs, *, top_k: int, method: str | None = None,
                          f"({getattr(trained.nets.aux, 'head', None)!r}); score with "
                          f"--method={trained.method} or train a {method} run")
     skeleton = data.spec(config.dataset, data_dir=config.data_dir).skeleton
-    preset = simulate.HUMAN_PRESETS[config.preset]
+    preset = HUMAN_PRESETS[config.preset]
     size, stride = preset.input_size, preset.input_size / preset.heatmap_size
     n = len(inputs.crops)
     sizes = np.zeros((n, 2), np.int64)
@@ -285,11 +286,8 @@ def score(trained, inputs: Inputs, *, top_k: int, method: str | None = None,
         batches=batches, labelled=np.zeros((0,), np.int64), pool=np.arange(n, dtype=np.int64),
         budget=min(top_k, n), key=jax.random.key(0), skeleton=skeleton, progress=False)
     try:
-        if method == "vl4pose":
-            from vl4pose_jax.acquisition import vl4pose  # pylint: disable=import-outside-toplevel
-            idx, ll, cells = vl4pose.log_likelihoods(ctx, ctx.pool, with_joints=True,
-                                                     **(method_options or {}))
-            scores = -np.asarray(ll, np.float64)
+        if m.rank_new is not None:   # scores and keypoints in one pass, ranked by score
+            idx, scores, cells = m.rank_new(ctx, **(method_options or {}))
             sel_order = np.asarray([], np.int64)
         else:
             sel = acquisition.select(method, ctx, **(method_options or {}))
@@ -297,7 +295,6 @@ def score(trained, inputs: Inputs, *, top_k: int, method: str | None = None,
             scores = np.full((n,), np.nan)
             if sel.scores is not None:
                 scores[np.asarray(sel.scored_indices, np.int64)] = np.asarray(sel.scores)
-            from vl4pose_jax import heatmaps as hm  # pylint: disable=import-outside-toplevel
             idx, out = acquisition.common.stream_outputs(
                 ctx, ctx.pool, ("heatmaps_BxHxWxJ",),
                 post=lambda o: {"joints": hm.decode(o["heatmaps_BxHxWxJ"])[0]},
@@ -308,7 +305,7 @@ def score(trained, inputs: Inputs, *, top_k: int, method: str | None = None,
     idx = np.asarray(idx, np.int64)
     full_cells = np.zeros((n, skeleton.num_joints, 2), np.float64)
     full_cells[idx] = cells
-    if method == "vl4pose":
+    if m.rank_new is not None:
         full = np.full((n,), np.nan)
         full[idx] = scores
         scores = full

@@ -11,10 +11,15 @@ the VL4Pose (BMVC 2022) and Bayesian DeepPrior / CKE (WACV 2021) papers, one sig
     sel.indices          # (budget,) int64 pool record indices, selection order
     sel.scores, sel.scored_indices   # per scored record (e.g. OOD AUROC against `ood`)
 
-`names()` lists the methods; `get(name)` gives a `Method` (`select`, `tasks`, `aux_head(task)`:
-the auxiliary head the simulator must train, or None). A method is a module with
-`select(ctx: Context, **options) -> Selection`, `TASKS` and `REQUIRES_AUX` (a head name, None,
-or a {task: head} dict); add yours with `register(name, module)` or one line in `_BUILTIN`.
+`names()` lists the methods; `get(name)` resolves a name once to a `Method`, which declares
+everything a caller needs to know: `select`, `tasks`, `aux_head(task)` (the auxiliary head the
+simulator must train, or None), `deepprior` (the hand network it needs: 'plain', 'aleatoric' or
+'bayesian'), `scores_records` (its score is a function of the record alone, so the test split can
+be scored too) and `rank_new` (how it ranks new images with keypoints in one pass, or None:
+selection order, then scores). A method is a module with `select(ctx: Context, **options) ->
+Selection`, `TASKS` and optionally `REQUIRES_AUX` (a head name, None, or a {task: head} dict),
+`DEEPPRIOR`, `SCORES_RECORDS` and `rank_new`; add yours with `register(name, module)` or one
+line in `_BUILTIN`. `check_options(name, options)` refuses options its `select` does not take.
 `select(name, ctx, pre_subset=...)` first draws the random pre-subset of the pool (an int count
 or a fraction; the CKE protocol scores 10 %) for any method, then checks the result.
 
@@ -27,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import inspect
 from types import ModuleType
 from typing import Callable
 
@@ -51,6 +57,9 @@ _BUILTIN = {
     "uncertaingcn": "uncertaingcn",
 }
 _REGISTERED: dict[str, ModuleType | object] = {}
+# The hand networks a method may declare (`DEEPPRIOR`): plain DeepPrior, DeepPrior with its own
+# log-variance head, Bayesian DeepPrior (MC dropout + aleatoric head, evaluated as the MC mean).
+DEEPPRIORS = ("plain", "aleatoric", "bayesian")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +68,9 @@ class Method:
     select: Callable[..., Selection]
     tasks: tuple[str, ...]
     requires_aux: object = None
+    deepprior: str = "plain"
+    scores_records: bool = False
+    rank_new: Callable | None = None
 
     def aux_head(self, task: str):
         """The `AuxNet` head this method needs for `task` (None: no auxiliary net)."""
@@ -85,7 +97,25 @@ def get(name: str) -> Method:
         module = importlib.import_module(f"{__name__}.{_BUILTIN[name]}")
     else:
         raise KeyError(f"unknown acquisition method {name!r}; known: {names()}")
-    return Method(name, module.select, tuple(module.TASKS), getattr(module, "REQUIRES_AUX", None))
+    deepprior = getattr(module, "DEEPPRIOR", "plain")
+    if deepprior not in DEEPPRIORS:
+        raise ValueError(f"method {name!r} declares DEEPPRIOR={deepprior!r}; known: {DEEPPRIORS}")
+    return Method(name, module.select, tuple(module.TASKS), getattr(module, "REQUIRES_AUX", None),
+                  deepprior, bool(getattr(module, "SCORES_RECORDS", False)),
+                  getattr(module, "rank_new", None))
+
+
+def check_options(name: str, options: dict) -> None:
+    """Raise ValueError naming the method and option when `select` of `name` does not take
+    one of `options` (`pre_subset` is taken by every method)."""
+    params = inspect.signature(get(name).select).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    known = sorted(k for k, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY)
+    for key in options:
+        if key != "pre_subset" and key not in known:
+            raise ValueError(f"method {name!r} has no option {key!r}; its options: "
+                             + (", ".join(known + ["pre_subset"])))
 
 
 def select(name: str, ctx: Context, *, pre_subset: int | float | None = None,
@@ -113,6 +143,6 @@ def select(name: str, ctx: Context, *, pre_subset: int | float | None = None,
     return dataclasses.replace(sel, indices=indices)
 
 
-__all__ = ["Context", "Selection", "Method", "select", "get", "names", "register",
+__all__ = ["Context", "Selection", "Method", "select", "get", "names", "register", "check_options",
            "array_batches", "loader_batches", "kcenter_greedy", "stream", "top_budget",
            "random_subset", "top_pool"]

@@ -14,6 +14,8 @@ from vl4pose_jax.acquisition.common import Context, Selection, variables
 
 TASKS = ("heatmap", "regression")
 REQUIRES_AUX = {"heatmap": "aleatoric", "regression": None}
+SCORES_RECORDS = True   # a score per record alone: the test split can be scored too
+DEEPPRIOR = "aleatoric"   # hands: DeepPrior with its own log-variance head
 
 
 def scores(ctx: Context, indices, *, mc_samples: int = 0, gather: bool = True):

@@ -18,6 +18,7 @@ from vl4pose_jax.acquisition.common import Context, Selection
 
 TASKS = ("regression",)
 REQUIRES_AUX = None
+DEEPPRIOR = "bayesian"   # Bayesian DeepPrior (MC dropout, aleatoric head), evaluated as the MC mean
 
 
 def select(ctx: Context, *, eta: float = 0.3, num_samples: int = 70, chunk: int | None = None,

@@ -11,6 +11,7 @@ from vl4pose_jax.acquisition.common import Context, Selection
 
 TASKS = ("heatmap", "regression")
 REQUIRES_AUX = "learning_loss"
+SCORES_RECORDS = True   # a score per record alone: the test split can be scored too
 
 
 def select(ctx: Context) -> Selection:

@@ -9,6 +9,8 @@ from vl4pose_jax.acquisition.common import Context, Selection
 
 TASKS = ("regression",)
 REQUIRES_AUX = None
+SCORES_RECORDS = True   # a score per record alone: the test split can be scored too
+DEEPPRIOR = "bayesian"   # Bayesian DeepPrior (MC dropout, aleatoric head), evaluated as the MC mean
 
 
 def select(ctx: Context, *, num_samples: int = 70, chunk: int | None = None) -> Selection:

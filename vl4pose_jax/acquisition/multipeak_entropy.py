@@ -24,6 +24,7 @@ from vl4pose_jax.acquisition.common import Context, Selection
 
 TASKS = ("heatmap",)
 REQUIRES_AUX = None
+SCORES_RECORDS = True   # a score per record alone: the test split can be scored too
 
 
 @functools.partial(jax.jit, static_argnames=("num_peaks", "min_distance", "exclude_border",

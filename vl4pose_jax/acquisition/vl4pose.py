@@ -21,6 +21,7 @@ from vl4pose_jax.acquisition.common import Context, Selection
 
 TASKS = ("heatmap", "regression")
 REQUIRES_AUX = {"heatmap": "vl4pose_heatmap", "regression": "vl4pose_regression"}
+SCORES_RECORDS = True   # a score per record alone: the test split can be scored too
 REFERENCE_SIZE = heatmaps.REFERENCE_MAP_SIZE
 
 
@@ -66,3 +67,11 @@ def select(ctx: Context, *, num_peaks: int = 1, min_distance: int = 8,
                               reference_size=reference_size, gather=False)
     picks = common.top_pool(ll, idx, common.num_to_select(ctx), highest=False)
     return Selection(indices=picks, scores=-np.asarray(ll, np.float64), scored_indices=idx)
+
+
+def rank_new(ctx: Context, **options):
+    """Scoring new images (`rank.score`, heatmap task): (record_indices, scores, joints (N, J, 2)
+    in heatmap cells) from one pass; scores are the negated log-likelihoods (higher = more
+    unusual) and the ranking follows them alone (no selection order)."""
+    idx, ll, cells = log_likelihoods(ctx, ctx.pool, with_joints=True, **options)
+    return idx, -np.asarray(ll, np.float64), cells
