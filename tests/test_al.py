@@ -121,9 +121,9 @@ def test_report_aggregates_seeds(tmp_path):
     (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     table = report.write_report([tmp_path], tmp_path / "out")
     assert table["sizes"] == [10, 20]
-    assert table["methods"]["vl4pose"][20] == (2.5, 0.5, 2)
+    assert table["methods"]["vl4pose"][20] == (2.5, pytest.approx(0.5 ** 0.5), 2)   # ddof 1
     md = (tmp_path / "out" / "report.md").read_text()
-    assert "| vl4pose | 1.50 ± 0.50 | 2.50 ± 0.50 |" in md
+    assert "| vl4pose | 1.50 ± 0.71 | 2.50 ± 0.71 |" in md
     assert (tmp_path / "out" / "learning_curve.png").stat().st_size > 0
 
 

@@ -39,8 +39,9 @@ def test_cli_end_to_end_writes_report_csvs_and_plots(tmp_path):
                     "### VL4Pose pose refinement", "### Pool records scored per round"):
         assert heading in md
     # AUBC of seed s: random 50 + s, vl4pose 52 + s; equal differences: no t-test (³).
-    assert ("| vl4pose | 3 | 100–400 | 53.00 ± 0.82 | 2.00 ± 0.00 | n/a³ | 0.25 | 3 | 3/3 |"
-            in md)
+    assert ("| vl4pose | 3 | 100–400 | 53.00 ± 1.00 | 2.00 ± 0.00 [2.00, 2.00] | n/a³ | n/a³ | "
+            "0.25 | 0.25 | 3 | 3/3 |" in md)
+    assert "sample standard deviation, ddof = 1" in md
     assert "beat random" in out.stdout and "Pool OOD AUROC per kind" in out.stdout
     aubc_csv = (tmp_path / "out" / "aubc.csv").read_text().splitlines()
     assert aubc_csv[0].startswith("method,metric,lower_is_better,seeds") and len(aubc_csv) == 3
@@ -73,6 +74,18 @@ def test_write_summary_is_what_the_al_command_prints(tmp_path):
     (tmp_path / "results.jsonl").write_text('{"method": "random"\n')
     with pytest.raises(ValueError, match=r"results.jsonl:1: not a JSON row"):
         files.write_summary([tmp_path], tmp_path / "out")
+
+
+def test_a_method_read_from_another_workdir_says_whose_random_it_is_compared_with(tmp_path):
+    write_results(tmp_path / "plain", paired_rows([1.0, 1.0]))
+    write_results(tmp_path / "bayes", paired_rows([3.0, 3.0], method="cke"))
+    text = files.write_summary([tmp_path / "plain", f"{tmp_path / 'bayes'}:cke"], tmp_path / "out")
+    assert "| 3.00 ± 0.00 [3.00, 3.00]⁴ |" in text
+    assert (f"⁴ cke (read from {tmp_path / 'bayes'}): Δ against the random runs of another "
+            f"workdir ({tmp_path / 'plain'})") in text
+    aubc_csv = (tmp_path / "out" / "aubc.csv").read_text()
+    assert aubc_csv.splitlines()[0].endswith(",random_workdir")
+    assert f",{tmp_path / 'plain'}" in aubc_csv.splitlines()[-1]
 
 
 def test_write_report_returns_the_headline_table(tmp_path):

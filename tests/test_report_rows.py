@@ -21,7 +21,10 @@ def test_workdirs_combine_by_method_and_never_mix_a_method_seed(tmp_path):
     assert paired["cke"]["diffs"] == pytest.approx([13.0, 13.0])
     assert paired["vl4pose"]["diffs"] == pytest.approx([1.0, 1.0])
     assert report_rows.parse_workdir(tmp_path / "a") == (tmp_path / "a", None)
-    assert report_rows.parse_workdir(f"{tmp_path}:cke,mc_dropout") == (tmp_path, {"cke", "mc_dropout"})
+    _, sources = report_rows.read_workdirs([tmp_path / "a", f"{tmp_path / 'b'}:cke"])
+    assert sources[("cke", 1)] == tmp_path / "b" and sources[("random", 1)] == tmp_path / "a"
+    assert report_rows.parse_workdir(f"{tmp_path}:cke,mc_dropout") == (tmp_path,
+                                                                       {"cke", "mc_dropout"})
 
 
 def test_missing_empty_and_malformed_results_are_refused(tmp_path):
@@ -30,7 +33,7 @@ def test_missing_empty_and_malformed_results_are_refused(tmp_path):
     (tmp_path / "results.jsonl").write_text("")
     assert report_rows.read_rows([tmp_path]) == []
     with pytest.raises(ValueError, match="no result rows in"):
-        report_rows.read_nonempty_rows([tmp_path])
+        report_rows.read_results([tmp_path])
     (tmp_path / "results.jsonl").write_text('{"method": "random"\n')
     with pytest.raises(ValueError, match=r"results.jsonl:1: not a JSON row"):
         report_rows.read_rows([tmp_path])

@@ -11,21 +11,22 @@ import pathlib
 
 from vl4pose_jax.report import plots, tables
 from vl4pose_jax.report.kinds import kind_tables
-from vl4pose_jax.report.rows import latest_rows, read_nonempty_rows
+from vl4pose_jax.report.rows import latest_rows, read_results
 from vl4pose_jax.report.stats import aggregate
 
 REPORT_FILES = ("report.md", "report.csv", "aubc.csv", "by_kind.csv", "learning_curve.png",
                 "ood_auroc.png", "accuracy_by_kind.png")
 
 
-def _write(rows, workdirs, out) -> list[str]:
-    """Writes every report file of `rows` into `out`; returns the names of those present."""
+def _write(rows, sources, workdirs, out) -> list[str]:
+    """Writes every report file of `rows` (read from `sources`, see `rows.read_workdirs`) into
+    `out`; returns the names of those present."""
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
     table = aggregate(rows)
-    (out / "report.md").write_text(tables.report_markdown(rows, workdirs))
+    (out / "report.md").write_text(tables.report_markdown(rows, workdirs, sources=sources))
     tables.write_csv(table, out / "report.csv")
-    tables.write_stats_csv(latest_rows(rows), out / "aubc.csv")
+    tables.write_stats_csv(latest_rows(rows), out / "aubc.csv", sources=sources)
     by_kind = kind_tables(rows, table["metric"])
     tables.write_kind_csv(by_kind, out / "by_kind.csv")
     plots.plot_learning_curves(table, out / "learning_curve.png")
@@ -43,8 +44,8 @@ def _write(rows, workdirs, out) -> list[str]:
 def write_report(workdirs, out) -> dict:
     """Writes the report files of `workdirs` ('WORKDIR[:method,...]') into `out`. Returns the
     headline table (`stats.aggregate`)."""
-    rows = read_nonempty_rows(workdirs)
-    _write(rows, workdirs, out)
+    rows, sources = read_results(workdirs)
+    _write(rows, sources, workdirs, out)
     return aggregate(rows)
 
 
@@ -52,6 +53,6 @@ def write_summary(workdirs, out) -> str:
     """`write_report`, returning the text to print: `tables.summary` and the files written.
     Raises FileNotFoundError (a workdir without results.jsonl) or ValueError (no or malformed
     rows)."""
-    rows = read_nonempty_rows(workdirs)
-    written = _write(rows, workdirs, out)
-    return tables.summary(rows) + f"\n\nwrote {out}/: " + ", ".join(written)
+    rows, sources = read_results(workdirs)
+    written = _write(rows, sources, workdirs, out)
+    return tables.summary(rows, sources=sources) + f"\n\nwrote {out}/: " + ", ".join(written)

@@ -1,9 +1,11 @@
 """Reading AL results: the rows of `results.jsonl` (one JSON object per method, seed and round)
 from one or more workdirs, and what those rows hold. A workdir spec 'WORKDIR:m1,m2' reads only
 the rows of methods m1 and m2 (e.g. a baseline trained in another workdir); two workdirs holding
-the same (method, seed) are refused, since their rows would silently mix. A resumed run rewrites
-its rows, so `latest_rows` keeps the last row read per (method, seed, round). The headline metric
-is the first metric of a row; `number` turns a row value into a finite float or None.
+the same (method, seed) are refused, since their rows would silently mix. `read_workdirs` also
+says which workdir each run came from, so that a report can tell when a method is compared with
+a baseline of another workdir (possibly another network). A resumed run rewrites its rows, so
+`latest_rows` keeps the last row read per (method, seed, round). The headline metric is the
+first metric of a row; `number` turns a row value into a finite float or None.
 """
 from __future__ import annotations
 
@@ -22,9 +24,10 @@ def parse_workdir(spec) -> tuple[pathlib.Path, set | None]:
     return pathlib.Path(path), {n for n in names.split(",") if n}
 
 
-def read_rows(workdirs) -> list[dict]:
-    """The rows of every workdir ('WORKDIR[:method,...]', see `parse_workdir`). Two workdirs
-    holding the same (method, seed) are refused: their rows would silently mix."""
+def read_workdirs(workdirs) -> tuple[list[dict], dict]:
+    """The rows of every workdir ('WORKDIR[:method,...]', see `parse_workdir`) and where each
+    run was read from: (rows, {(method, seed): workdir path}). Two workdirs holding the same
+    (method, seed) are refused: their rows would silently mix."""
     rows, owner = [], {}
     for spec in workdirs:
         w, methods = parse_workdir(spec)
@@ -45,15 +48,20 @@ def read_rows(workdirs) -> list[dict]:
                         f"{owner[key]} and {w} both hold {key[0]!r} seed {key[1]}; keep one, "
                         f"e.g. '{w}:METHOD,...' reads only the methods named")
                 rows.append(row)
-    return rows
+    return rows, owner
 
 
-def read_nonempty_rows(workdirs) -> list[dict]:
-    """`read_rows`, refusing (ValueError) workdirs that hold no row at all."""
-    rows = read_rows(workdirs)
+def read_rows(workdirs) -> list[dict]:
+    """The rows of `read_workdirs`."""
+    return read_workdirs(workdirs)[0]
+
+
+def read_results(workdirs) -> tuple[list[dict], dict]:
+    """`read_workdirs`, refusing (ValueError) workdirs that hold no row at all."""
+    rows, sources = read_workdirs(workdirs)
     if not rows:
         raise ValueError("no result rows in " + ", ".join(f"{w}/results.jsonl" for w in workdirs))
-    return rows
+    return rows, sources
 
 
 def latest_rows(rows) -> list[dict]:

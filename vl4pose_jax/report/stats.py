@@ -1,9 +1,11 @@
 """Statistics over seeds of AL learning curves, as pure functions of result rows: the headline
-metric's mean ± std per method and labelled-set size (`aggregate`), the normalised area under
-the budget curve per run (`aubc`, `aubc_table`), and the paired comparison of every method with
-a baseline (random) over the seeds both have: per-seed AUBC differences, paired t-test and
-Wilcoxon signed-rank p-values, seeds won (`paired_test`, `paired_comparison`). Whether the metric
-is lower-is-better (errors in mm) or higher-is-better (PCK in %) decides what a win is.
+metric's mean ± std per method and labelled-set size (`aggregate`; std is the sample standard
+deviation, ddof = 1), the normalised area under the budget curve per run (`aubc`, `aubc_table`),
+and the paired comparison of every method with a baseline (random) over the seeds both have:
+per-seed AUBC differences with their mean's 95 % t-interval, paired t-test and Wilcoxon
+signed-rank p-values, raw and Holm–Bonferroni-adjusted over the methods compared, and seeds won
+(`paired_test`, `t_interval`, `holm`, `paired_comparison`). Whether the metric is lower-is-better
+(errors in mm) or higher-is-better (PCK in %) decides what a win is.
 """
 from __future__ import annotations
 
@@ -30,11 +32,13 @@ def direction(metric) -> str:
 
 
 def mean_std_n(values):
-    """(mean, std, number of values) over the values that are not None; None if there are none."""
+    """(mean, sample standard deviation (ddof = 1), number of values) over the values that are
+    not None; None if there are none. The std of a single value is undefined: NaN."""
     values = [v for v in values if v is not None]
     if not values:
         return None
-    return float(np.mean(values)), float(np.std(values)), len(values)
+    std = float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
+    return float(np.mean(values)), std, len(values)
 
 
 def aggregate(rows) -> dict:
@@ -118,12 +122,43 @@ def paired_test(diffs) -> dict:
     return out
 
 
+def t_interval(values, level=0.95):
+    """The `level` confidence interval of the mean of `values` from the t-distribution:
+    mean ± t_{(1 + level) / 2, n − 1} · sd / √n (sd with ddof = 1), as (low, high); None for
+    fewer than 2 values."""
+    values_N = np.asarray(values, np.float64)
+    n = values_N.size
+    if n < 2:
+        return None
+    mean = float(np.mean(values_N))
+    half = (float(scipy.stats.t.ppf((1 + level) / 2, n - 1))
+            * float(np.std(values_N, ddof=1)) / np.sqrt(n))
+    return mean - half, mean + half
+
+
+def holm(p_values) -> list:
+    """Holm–Bonferroni-adjusted p-values, in the order given; None stays None and is no test
+    (m counts the others). With the m p-values sorted ascending, p_(0) ≤ … ≤ p_(m−1), the
+    adjusted p_(i) is max over j ≤ i of min(1, (m − j) · p_(j)); rejecting where it is ≤ α
+    keeps the family-wise error rate at α."""
+    tested = sorted((p, i) for i, p in enumerate(p_values) if p is not None)
+    m = len(tested)
+    adjusted = [None] * len(p_values)
+    running = 0.0
+    for j, (p, i) in enumerate(tested):
+        running = max(running, min(1.0, (m - j) * p))
+        adjusted[i] = running
+    return adjusted
+
+
 def paired_comparison(rows, baseline=BASELINE, metric=None) -> dict:
     """Each method against `baseline` on the seeds both have: per seed, the AUBC difference
     (method − baseline), both AUBCs taken on the labelled sizes the two curves of that seed
-    share; {method: {'seeds', 'diffs', 'stats': (mean, std, n) or None, 'wins': seeds where the
-    method is better (diff > 0, or < 0 for a lower-is-better metric), 'n', 't_p',
-    'wilcoxon_p', 't_note', 'wilcoxon_note'}}. Empty without baseline runs."""
+    share; {method: {'seeds', 'diffs', 'stats': (mean, std, n) or None, 'ci95': the mean
+    difference's 95 % t-interval (low, high) or None, 'wins': seeds where the method is better
+    (diff > 0, or < 0 for a lower-is-better metric), 'n', 't_p', 'wilcoxon_p', 't_note',
+    'wilcoxon_note', 't_p_holm', 'wilcoxon_p_holm'}}, the last two Holm-adjusted over the
+    methods with a p-value of that test. Empty without baseline runs."""
     metric = metric or headline_metric(rows)
     by_method = curves(rows, metric)
     if baseline not in by_method:
@@ -142,6 +177,10 @@ def paired_comparison(rows, baseline=BASELINE, metric=None) -> dict:
                 diffs.append(aubc(common, [c[s] for s in common])
                              - aubc(common, [base[s] for s in common]))
         out[method] = {"seeds": seeds, "diffs": diffs, "stats": mean_std_n(diffs),
-                       "n": len(diffs), "wins": sum(sign * d > 0 for d in diffs),
-                       **paired_test(diffs)}
+                       "ci95": t_interval(diffs), "n": len(diffs),
+                       "wins": sum(sign * d > 0 for d in diffs), **paired_test(diffs)}
+    for test in ("t_p", "wilcoxon_p"):
+        adjusted = holm([c[test] for c in out.values()])
+        for c, p in zip(out.values(), adjusted):
+            c[f"{test}_holm"] = p
     return out

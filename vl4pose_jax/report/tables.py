@@ -38,6 +38,25 @@ def _p(p, note) -> str:
     return f"{p:.3g}" if p is not None else "–"
 
 
+def _workdirs(sources, method, seeds) -> str:
+    """The workdirs the runs of `method` on `seeds` were read from ('' when unknown)."""
+    if not sources:
+        return ""
+    return ", ".join(sorted({str(sources[(method, s)]) for s in seeds if (method, s) in sources}))
+
+
+def _other_workdir(sources, method, baseline, seeds) -> bool:
+    """Whether `method` is compared on some seed with a `baseline` run of another workdir."""
+    return bool(sources) and any(sources.get((method, s)) != sources.get((baseline, s))
+                                 for s in seeds)
+
+
+def _delta(c) -> str:
+    """'mean ± std [low, high]': the paired differences and their mean's 95 % t-interval."""
+    ci = c["ci95"]
+    return _mean_std(c["stats"]) + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
+
+
 def markdown_table(table) -> str:
     """The headline table (`stats.aggregate`): a row per method, a column per labelled size."""
     header = f"| {table['metric']} \\ labelled | " + " | ".join(map(str, table["sizes"])) + " |"
@@ -49,30 +68,42 @@ def markdown_table(table) -> str:
     return "\n".join(lines)
 
 
-def aubc_markdown(rows, baseline=BASELINE, metric=None) -> str:
-    """The AUBC table joined with the paired comparison to `baseline`, with its footnotes."""
+def aubc_markdown(rows, baseline=BASELINE, metric=None, sources=None) -> str:
+    """The AUBC table joined with the paired comparison to `baseline`, with its footnotes.
+    `sources` ({(method, seed): workdir}, `rows.read_workdirs`) marks the methods compared with
+    baseline runs of another workdir and names both workdirs."""
     metric = metric or headline_metric(rows)
     at, pc = aubc_table(rows, metric), paired_comparison(rows, baseline, metric)
     better = "< 0" if at["lower_is_better"] else "> 0"
-    lines = [f"| method | seeds | labelled range | AUBC {metric} | Δ vs {baseline} (better: "
-             f"{better}) | paired t-test p | Wilcoxon p | paired seeds | beat {baseline} |",
-             "|---" * 9 + "|"]
-    notes = set()
+    lines = [f"| method | seeds | labelled range | AUBC {metric} | Δ vs {baseline}: mean ± std "
+             f"[95 % CI] (better: {better}) | paired t-test p | paired t-test p (Holm) | "
+             f"Wilcoxon p | Wilcoxon p (Holm) | paired seeds | beat {baseline} |",
+             "|---" * 11 + "|"]
+    notes, elsewhere = set(), {}   # elsewhere: {(method's workdirs, baseline's): [method]}
     for method, a in at["methods"].items():
         lo_hi = f"{a['range'][0]}–{a['range'][1]}" if a["range"] else "varies by seed"
         cells = [method, str(len(a["per_seed"])), lo_hi, _mean_std(a["stats"])]
         if method in pc:
             c = pc[method]
             notes.update(n for n in (c["t_note"], c["wilcoxon_note"]) if n)
-            cells += [_mean_std(c["stats"]), _p(c["t_p"], c["t_note"]),
-                      _p(c["wilcoxon_p"], c["wilcoxon_note"]), str(c["n"]),
+            other = _other_workdir(sources, method, baseline, c["seeds"])
+            if other:
+                elsewhere.setdefault((_workdirs(sources, method, c["seeds"]),
+                                      _workdirs(sources, baseline, c["seeds"])), []).append(method)
+            cells += [_delta(c) + ("⁴" if other else ""),
+                      _p(c["t_p"], c["t_note"]), _p(c["t_p_holm"], c["t_note"]),
+                      _p(c["wilcoxon_p"], c["wilcoxon_note"]),
+                      _p(c["wilcoxon_p_holm"], c["wilcoxon_note"]), str(c["n"]),
                       f"{c['wins']}/{c['n']}" if c["n"] else "–"]
         else:
-            cells += ["–"] * 5
+            cells += ["–"] * 7
         lines.append("| " + " | ".join(cells) + " |")
     if not pc:
         lines.append(f"\nNo {baseline} runs among these results: no paired comparison.")
     lines += [""] + [_FOOTNOTES[k] for k in ("few", "zero", "constant") if k in notes]
+    lines += [f"⁴ {', '.join(names)} (read from {own}): Δ against the {baseline} runs of another "
+              f"workdir ({base}), which may train another network or use other settings."
+              for (own, base), names in elsewhere.items()]
     return "\n".join(lines).rstrip()
 
 
@@ -108,12 +139,14 @@ def _header(rows, workdirs, metric) -> str:
         + ", ".join(f"{m} ({seeds[m]})" for m in methods(rows)) + ".",
         f"Headline metric: **{metric}**, {direction(metric)}"
         + (" (%)." if not lower_is_better(metric) else "."),
-        "Every cell is the mean ± std over seeds (std with ddof = 0; a single value has no ± "
-        f"part); \"(n=k)\": only k of the method's seeds have a value; {_NOT_RECORDED}."])
+        "Every cell is the mean ± std over seeds (std: the sample standard deviation, ddof = 1; "
+        "a single value has no ± part); \"(n=k)\": only k of the method's seeds have a value; "
+        f"{_NOT_RECORDED}."])
 
 
-def report_markdown(rows, workdirs=(), baseline=BASELINE) -> str:
-    """The whole report.md: header, headline table, AUBC and paired tests, per-kind tables."""
+def report_markdown(rows, workdirs=(), baseline=BASELINE, sources=None) -> str:
+    """The whole report.md: header, headline table, AUBC and paired tests, per-kind tables.
+    `sources`: where each run was read from (`rows.read_workdirs`), see `aubc_markdown`."""
     rows = latest_rows(rows)
     metric = headline_metric(rows)
     better = "negative" if lower_is_better(metric) else "positive"
@@ -126,12 +159,17 @@ def report_markdown(rows, workdirs=(), baseline=BASELINE) -> str:
              "divided by the labelled range (last − first size), i.e. the metric's average over "
              "the budget in its own units (a run of one size: its value). Δ: per-seed AUBC "
              f"difference method − {baseline} over the seeds both have, each on the labelled "
-             f"sizes both curves share; a {better} Δ is an improvement ({direction(metric)}). "
+             f"sizes both curves share; a {better} Δ is an improvement ({direction(metric)}); "
+             "mean ± std over those seeds, and in brackets the 95 % confidence interval of the "
+             "mean Δ from the t-distribution (mean ± t₀.₉₇₅,ₙ₋₁ · std / √n, n paired seeds). "
              "p-values: two-sided paired t-test (scipy.stats.ttest_rel) and Wilcoxon "
              "signed-rank test (scipy.stats.wilcoxon: zero differences dropped, exact null "
-             "distribution for n ≤ 50; with n seeds its smallest p is 2/2ⁿ, 0.0625 for 5). "
-             f"\"beat {baseline}\": seeds where the method's AUBC is better.", "",
-             aubc_markdown(rows, baseline, metric), "",
+             "distribution for n ≤ 50; with n seeds its smallest p is 2/2ⁿ, 0.0625 for 5); "
+             "(Holm): the same p-values adjusted by Holm–Bonferroni over the methods compared "
+             f"with {baseline} that have a p-value of that test, to hold across all of them "
+             f"(compare them, not the raw p, with 0.05). \"beat {baseline}\": seeds where the "
+             "method's AUBC is better.", "",
+             aubc_markdown(rows, baseline, metric, sources), "",
              "## Diagnostics: OOD kinds, scores, refinement", "",
              "Kinds (datasets with OOD flags, i.e. the synthetic sets): in_distribution, "
              "rare_pose, appearance. Tables by "
@@ -156,17 +194,19 @@ def _kind_rows(t, cells_of_method) -> list[str]:
             + [f"| {m} | " + " | ".join(cells_of_method(m)) + " |" for m in t["methods"]])
 
 
-def summary(rows, baseline=BASELINE) -> str:
+def summary(rows, baseline=BASELINE, sources=None) -> str:
     """The compact text the AL command prints at the end: the headline table, AUBC with the
-    paired comparison, and, when recorded, test accuracy per kind at the largest labelled size
-    and the OOD AUROC per kind averaged over rounds (mean ± std over seeds)."""
+    paired comparison (`sources`: see `aubc_markdown`), and, when recorded, test accuracy per
+    kind at the largest labelled size and the OOD AUROC per kind averaged over rounds (mean ±
+    std over seeds)."""
     rows = latest_rows(rows)
     if not rows:
         return "no results"
     metric = headline_metric(rows)
     parts = [markdown_table(aggregate(rows)), "",
              f"AUBC ({metric} averaged over the labelled range, {direction(metric)}) and paired "
-             f"tests against {baseline} over seeds:", aubc_markdown(rows, baseline, metric)]
+             f"tests against {baseline} over seeds:",
+             aubc_markdown(rows, baseline, metric, sources)]
     seeds = seed_counts(rows)
     acc = kind_table(rows, "accuracy_by_kind", metric)
     if acc["recorded"]:
@@ -194,21 +234,29 @@ def write_csv(table, path):
                     w.writerow([method, s, *v[s]])
 
 
-def write_stats_csv(rows, path, baseline=BASELINE):
-    """AUBC per method (mean, std, seeds) with the paired comparison to `baseline`."""
+def write_stats_csv(rows, path, baseline=BASELINE, sources=None):
+    """AUBC per method (mean, std, seeds) with the paired comparison to `baseline`: mean and
+    std of the differences, their mean's 95 % t-interval, raw and Holm-adjusted p-values, and
+    the workdir of the baseline runs each method is compared with (when `sources` is given)."""
     metric = headline_metric(rows)
     at, pc = aubc_table(rows, metric), paired_comparison(rows, baseline, metric)
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["method", "metric", "lower_is_better", "seeds", "first_size", "last_size",
                     "aubc_mean", "aubc_std", f"diff_vs_{baseline}_mean", "diff_std",
-                    "paired_seeds", f"seeds_beating_{baseline}", "ttest_rel_p", "wilcoxon_p"])
+                    "diff_ci95_low", "diff_ci95_high", "paired_seeds",
+                    f"seeds_beating_{baseline}", "ttest_rel_p", "ttest_rel_p_holm", "wilcoxon_p",
+                    "wilcoxon_p_holm", f"{baseline}_workdir"])
         for method, a in at["methods"].items():
             c = pc.get(method, {})
             st = c.get("stats") or (None, None, None)
+            ci = c.get("ci95") or ("", "")
             w.writerow([method, metric, at["lower_is_better"], len(a["per_seed"]),
-                        *(a["range"] or ("", "")), *a["stats"][:2], *st[:2], c.get("n", ""),
-                        c.get("wins", ""), c.get("t_p", ""), c.get("wilcoxon_p", "")])
+                        *(a["range"] or ("", "")), *a["stats"][:2], *st[:2], *ci,
+                        c.get("n", ""), c.get("wins", ""), c.get("t_p", ""),
+                        c.get("t_p_holm", ""), c.get("wilcoxon_p", ""),
+                        c.get("wilcoxon_p_holm", ""),
+                        _workdirs(sources, baseline, c["seeds"]) if c else ""])
 
 
 def write_kind_csv(tables, path):
