@@ -16,4 +16,5 @@ from vl4pose_jax.data.builders import (CorruptImageError, DatasetNotPreparedErro
                                        default_data_dir, get_builder, prepare_command)
 from vl4pose_jax.data.hands import (INTRINSICS, normalised_uvd_to_xyz_mm,
                                     xyz_mm_to_normalised_uvd)
-from vl4pose_jax.data.loader import OOD_KINDS, SPECS, Source, load, make_loader, spec
+from vl4pose_jax.data.loader import SPECS, Source, load, make_loader, spec
+from vl4pose_jax.data.spec import OOD_KINDS

@@ -31,7 +31,6 @@ fixed by (`seed`, `num_workers`): resume with the same `num_workers`.
 """
 from __future__ import annotations
 
-import dataclasses
 import zlib
 from typing import Sequence
 
@@ -40,21 +39,7 @@ import numpy as np
 
 from vl4pose_jax import skeletons
 from vl4pose_jax.data import builders, hands, transforms
-
-OOD_KINDS = ("none", "rare_pose", "appearance")  # the synthetic sets' kinds; real data is 0
-
-
-@dataclasses.dataclass(frozen=True)
-class DatasetSpec:
-    """What a consumer needs to know about a dataset without opening it."""
-    name: str
-    kind: str  # "human" or "hand"
-    skeleton: skeletons.Skeleton
-    splits: tuple[str, ...]
-    intrinsics: tuple[float, float, float, float] | None = None
-    cube_mm: float | None = None
-    metric: str = ""  # "pck" (torso), "pckh" (head size) or "mm"
-
+from vl4pose_jax.data.spec import OOD_KINDS, DatasetSpec
 
 SPECS = {
     "lsp": DatasetSpec("lsp", "human", skeletons.lsp14, ("train", "pool", "test"), metric="pck"),

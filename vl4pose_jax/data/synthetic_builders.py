@@ -1,4 +1,4 @@
-"""TFDS builders for the built-in synthetic sets (`synthetic.py`): no download, fully seeded.
+"""TFDS builders for the built-in synthetic sets (`synthetic/`): no download, fully seeded.
 
 `synthetic_human` and `synthetic_hand` have splits `train` (the initial labelled set, never
 OOD), `pool` and `test` (each with a share `ood_fraction` of out-of-distribution examples,
