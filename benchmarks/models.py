@@ -22,7 +22,7 @@ import numpy as np
 import optax
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # run from a checkout
-from vl4pose_jax import models, simulate, skeletons, train  # noqa: E402
+from vl4pose_jax import models, nets, protocol, skeletons, train  # noqa: E402
 from vl4pose_jax.models import deepprior  # noqa: E402
 from scoring import median_seconds as _time  # noqa: E402  (benchmarks/ is on the path)
 
@@ -80,8 +80,8 @@ def deepprior_train(batch: int, repeats: int):
     each hand crop size."""
     out = {}
     for preset in ("tiny", "small"):
-        size = simulate.HAND_SIZES[preset]
-        n = simulate.nets("regression", "synthetic_hand", preset, None, train.DEEPPRIOR_LR)
+        size = protocol.HAND_SIZES[preset]
+        n = nets.nets("regression", skeletons.icvl16, preset, None, train.DEEPPRIOR_LR)
         rng = np.random.default_rng(0)
         batch_data = {"depth": jnp.asarray(rng.uniform(-1, 1, (batch, size, size, 1)), jnp.float32),
                       "joints": jnp.asarray(rng.uniform(-1, 1, (batch, 16, 3)), jnp.float32),

@@ -58,7 +58,7 @@ def main():
     args = ap.parse_args()
     import jax
     from experiments import score
-    from vl4pose_jax import simulate
+    from vl4pose_jax import protocol, simulate
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="score_folder_"))
     t0 = time.perf_counter()
     warm, folder = tmp / "warm", tmp / "images"
@@ -67,7 +67,7 @@ def main():
     write_images(warm, 64)
     write_images(folder, args.images)
     seconds_write = time.perf_counter() - t0
-    config = simulate.Config(dataset="synthetic_human", data_config="tiny", methods=("vl4pose",),
+    config = protocol.Config(dataset="synthetic_human", data_config="tiny", methods=("vl4pose",),
                              init_size=16, rounds=0, epochs=0, preset="micro", batch_size=8,
                              data_dir=str(tmp / "tfds"), progress=False, checkpoint_every=0)
     simulate.run(config, tmp / "work", log=lambda *a: None)

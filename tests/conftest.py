@@ -45,11 +45,11 @@ TIMING = ("seconds_train", "seconds_score")
 
 def micro_config(data_dir, **kw):
     """The smallest AL simulation (micro network, tiny synthetic people, one round)."""
-    from vl4pose_jax import simulate  # pylint: disable=import-outside-toplevel
+    from vl4pose_jax import protocol  # pylint: disable=import-outside-toplevel
     base = dict(dataset="synthetic_human", methods=("random",), preset="micro",
                 data_config="tiny", data_dir=data_dir, init_size=16, budget=4, rounds=1,
                 epochs=1, cycle_epochs=1, batch_size=8, progress=False)
-    return simulate.Config(**{**base, **kw})
+    return protocol.Config(**{**base, **kw})
 
 
 def strip_timing(rows):

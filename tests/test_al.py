@@ -10,7 +10,8 @@ import pytest
 
 from experiments import report
 from conftest import micro_config, strip_timing
-from vl4pose_jax import acquisition, simulate
+from vl4pose_jax import acquisition, protocol, records, simulate
+from vl4pose_jax import workdir as wd
 
 
 
@@ -65,11 +66,11 @@ def test_resume_after_crash_is_exact(data_dir, tmp_path):
     cfg = config(data_dir, methods=("vl4pose",), rounds=2, epochs=2, checkpoint_every=1)
     log = lambda *_: None  # noqa: E731
     reference = simulate.run(cfg, tmp_path / "a", log=log)
-    with pytest.raises(simulate.SimulatedCrash, match="step 2"):
+    with pytest.raises(protocol.SimulatedCrash, match="step 2"):
         simulate.run(dataclasses.replace(cfg, crash_at="train:0:2"), tmp_path / "b", log=log)
     assert not (tmp_path / "b" / "results.jsonl").exists()
     messages = []
-    with pytest.raises(simulate.SimulatedCrash, match="after round 1"):
+    with pytest.raises(protocol.SimulatedCrash, match="after round 1"):
         simulate.run(dataclasses.replace(cfg, crash_at="round:1"), tmp_path / "b",
                      log=messages.append)
     assert any("resuming round 0 at step 2" in m for m in messages)
@@ -79,15 +80,15 @@ def test_resume_after_crash_is_exact(data_dir, tmp_path):
     assert strip(resumed) == strip(reference)
     # a finished run resumes to the same rows without training
     assert strip(simulate.run(cfg, tmp_path / "b", log=log)) == strip(reference)
-    with pytest.raises(simulate.SimulationError, match="different settings.*budget"):
+    with pytest.raises(protocol.SimulationError, match="different settings.*budget"):
         simulate.run(dataclasses.replace(cfg, budget=5), tmp_path / "b", log=log)
-    trained = simulate.load_trained(tmp_path / "b")
+    trained = wd.load_trained(tmp_path / "b")
     assert trained.method == "vl4pose" and trained.meta["round"] == 2
     assert strip(trained.meta["results"]) == strip(reference)
-    with pytest.raises(simulate.SimulationError, match="no run of method 'random'"):
-        simulate.load_trained(tmp_path / "b", method="random")
-    with pytest.raises(simulate.SimulationError, match="holds no config.json"):
-        simulate.load_trained(tmp_path / "nothing")
+    with pytest.raises(protocol.SimulationError, match="no run of method 'random'"):
+        wd.load_trained(tmp_path / "b", method="random")
+    with pytest.raises(protocol.SimulationError, match="holds no config.json"):
+        wd.load_trained(tmp_path / "nothing")
 
 
 @pytest.mark.parametrize("kw, message", [
@@ -99,8 +100,8 @@ def test_resume_after_crash_is_exact(data_dir, tmp_path):
     (dict(dataset="lsp", data_config=None), "python -m vl4pose_jax.data.prepare --dataset=lsp"),
 ])
 def test_bad_settings_fail_before_training(data_dir, kw, message):
-    with pytest.raises(simulate.SimulationError, match=message):
-        simulate.validate(config(data_dir, **kw))
+    with pytest.raises(protocol.SimulationError, match=message):
+        records.validate(config(data_dir, **kw))
 
 
 def test_cli_bad_flags_exit_nonzero_with_message():
@@ -128,5 +129,5 @@ def test_report_aggregates_seeds(tmp_path):
 
 
 def test_non_finite_loss_stops_training_with_a_clear_error(data_dir, tmp_path):
-    with pytest.raises(simulate.NonFiniteLossError, match="non-finite loss"):
+    with pytest.raises(protocol.NonFiniteLossError, match="non-finite loss"):
         simulate.run(config(data_dir, lr=1e30, epochs=4), tmp_path)

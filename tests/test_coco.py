@@ -157,7 +157,8 @@ def loop(tmp_path_factory):
     """Part of LSPET as a COCO dataset (train 16, pool 8, test 8), prepared; a micro vl4pose
     model trained on train alone (rounds=0); 12 more images as the new, unlabelled data."""
     shared = require_shared_data()
-    from vl4pose_jax import simulate
+    from vl4pose_jax import protocol, simulate
+    from vl4pose_jax import workdir as wd
     from vl4pose_jax.data import formats
     base = tmp_path_factory.mktemp("coco_loop")
     manual = coco_util.write_dataset(shared, base / "manual", {
@@ -171,7 +172,7 @@ def loop(tmp_path_factory):
     for i in range(32, 44):
         name = formats.lsp_image_name(i, extended=True)
         shutil.copy(shared / "lspet" / "images" / name, new / name)
-    config = simulate.Config(dataset="coco_keypoints", methods=("vl4pose",), init_size=10**9,
+    config = protocol.Config(dataset="coco_keypoints", methods=("vl4pose",), init_size=10**9,
                              rounds=0, epochs=1, preset="micro", batch_size=8,
                              data_dir=str(data_dir), progress=False, checkpoint_every=0)
     rows = simulate.run(config, base / "w1", log=lambda *a: None)
@@ -182,7 +183,8 @@ def loop(tmp_path_factory):
 
 def test_full_loop_on_real_images(loop):
     from experiments import score
-    from vl4pose_jax import simulate
+    from vl4pose_jax import protocol, simulate
+    from vl4pose_jax import workdir as wd
     base, manual, data_dir = loop["base"], loop["manual"], loop["data_dir"]
     out, scored = _score(loop, loop["new"], base / "out", top_k=5, progress=False,
                             log=lambda *a: None)
@@ -240,8 +242,8 @@ def test_full_loop_on_real_images(loop):
     config = dataclasses.replace(loop["config"], init_from=str(loop["w1"]), epochs=0)
     rows = simulate.run(config, base / "w2", log=lambda *a: None)
     assert rows[0]["num_labelled"] == 21
-    a = simulate.load_trained(loop["w1"]).state.params
-    b = simulate.load_trained(base / "w2").state.params
+    a = wd.load_trained(loop["w1"]).state.params
+    b = wd.load_trained(base / "w2").state.params
     assert all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
     config = dataclasses.replace(loop["config"], init_from=str(loop["w1"]), epochs=1)
     rows = simulate.run(config, base / "w3", log=lambda *a: None)
@@ -256,7 +258,8 @@ def _source_ids(data_dir, split):
 def test_simulation_on_a_coco_dataset(loop):
     """`experiments.al --dataset=coco_keypoints` simulates on pool.json like on LSPET."""
     import dataclasses
-    from vl4pose_jax import simulate
+    from vl4pose_jax import protocol, simulate
+    from vl4pose_jax import workdir as wd
     config = dataclasses.replace(loop["config"], rounds=1, budget=3, init_size=8)
     rows = simulate.run(config, loop["base"] / "sim", log=lambda *a: None)
     assert [r["num_labelled"] for r in rows] == [8, 11]
@@ -313,13 +316,14 @@ def test_person_boxes_give_one_crop_each(loop, tmp_path):
 
 def test_bad_scoring_input_is_refused_without_output(loop, tmp_path):
     from experiments import score
-    from vl4pose_jax import rank, simulate
+    from vl4pose_jax import protocol, rank, simulate
+    from vl4pose_jax import workdir as wd
     from vl4pose_jax.data import builders
     with pytest.raises(rank.InputError, match="top_k=13.*12 images"):
         _score(loop, loop["new"], tmp_path / "o1", top_k=13, progress=False)
     assert not (tmp_path / "o1").exists()
     (tmp_path / "empty_workdir").mkdir()
-    with pytest.raises(simulate.SimulationError, match="config.json"):
+    with pytest.raises(protocol.SimulationError, match="config.json"):
         score.run(tmp_path / "empty_workdir", loop["new"], tmp_path / "o2", top_k=2)
     bad = tmp_path / "bad"
     shutil.copytree(loop["new"], bad)

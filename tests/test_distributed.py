@@ -12,7 +12,8 @@ import sys
 import numpy as np
 import pytest
 
-from vl4pose_jax import checkpoints, simulate
+from vl4pose_jax import acquire, protocol, records, simulate
+from vl4pose_jax import workdir as wd
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TIMING = ("seconds_train", "seconds_score")
@@ -23,7 +24,8 @@ SETTINGS = dict(dataset="synthetic_human", methods=("vl4pose",), preset="micro",
 _FOUR_DEVICES = r"""
 import json, sys
 import jax
-from vl4pose_jax import parallel, simulate
+from vl4pose_jax import parallel, protocol, simulate
+from vl4pose_jax import workdir as wd
 assert len(jax.devices()) == 4
 rows_per_device = set()
 shard_batch = parallel.shard_batch
@@ -34,7 +36,7 @@ def spy(batch, mesh):
                              tuple(s.data.shape[0] for s in value.addressable_shards)))
     return out
 parallel.shard_batch = spy
-config = simulate.Config(**json.loads(sys.argv[1]))
+config = protocol.Config(**json.loads(sys.argv[1]))
 rows = simulate.run(config, sys.argv[2], log=lambda *a: None)
 print("ROWS", json.dumps(sorted(rows_per_device)))
 """
@@ -46,7 +48,7 @@ def _env(devices):
 
 
 def _results(workdir):
-    lines = (pathlib.Path(workdir) / simulate.RESULT_FILE).read_text().splitlines()
+    lines = (pathlib.Path(workdir) / wd.RESULT_FILE).read_text().splitlines()
     return [{k: v for k, v in json.loads(line).items() if k not in TIMING} for line in lines]
 
 
@@ -62,7 +64,7 @@ def test_four_devices_repeat_exactly(data_dir, tmp_path):
     statistics are reduced in another order and Adam amplifies the difference over epochs
     (one update equals the single-device one to 1e-6: tests/test_parallel.py)."""
     settings = dict(SETTINGS, data_dir=data_dir)
-    simulate.validate(simulate.Config(**settings))  # builds the tiny set once
+    records.validate(protocol.Config(**settings))  # builds the tiny set once
     runs = []
     for name in ("a", "b"):
         out = subprocess.run([sys.executable, "-c", _FOUR_DEVICES,
@@ -101,8 +103,8 @@ def _two_processes(data_dir, workdir, *extra):
 
 
 def test_two_processes_train_score_checkpoint_and_resume(data_dir, tmp_path):
-    config = simulate.Config(**SETTINGS, data_dir=data_dir)
-    d = simulate.validate(config)  # builds the tiny synthetic set once
+    config = protocol.Config(**SETTINGS, data_dir=data_dir)
+    d = records.validate(config)  # builds the tiny synthetic set once
     crashed = _two_processes(data_dir, tmp_path, "--crash_at=train:0:2")
     assert all(rc != 0 for rc, _, _ in crashed)
     assert "simulated crash" in crashed[0][2]
@@ -116,14 +118,14 @@ def test_two_processes_train_score_checkpoint_and_resume(data_dir, tmp_path):
     assert [r["round"] for r in rows] == [0, 1] and "ood_auroc" in rows[0]
     # The per-process top-k merge selected exactly what ranking the whole pool selects, from
     # the state saved (by both processes) at the end of round 0.
-    trained = simulate.load_trained(tmp_path, data_dir=data_dir)
+    trained = wd.load_trained(tmp_path, data_dir=data_dir)
     assert trained.meta["round"] == 1
     n = trained.nets
-    mngr = checkpoints.manager(checkpoints.run_dir(tmp_path, "vl4pose", 0) / "rounds")
-    state, meta = checkpoints.restore(mngr, 0, trained.state)
-    labelled = simulate.initial_labelled(config, d)
+    mngr = wd.manager(wd.run_dir(tmp_path, "vl4pose", 0) / "rounds")
+    state, meta = wd.restore(mngr, 0, trained.state)
+    labelled = records.initial_labelled(config, d)
     assert meta["labelled_ids"][:16] == [d.ids[i] for i in labelled]
-    sel, stats = simulate.acquire(config, d, n, state, "vl4pose", labelled, 0)
+    sel, stats = acquire.acquire(config, d, n, state, "vl4pose", labelled, 0)
     assert [d.ids[i] for i in sel.indices] == rows[0]["selected_ids"]
     assert stats["ood_auroc"] == pytest.approx(rows[0]["ood_auroc"], abs=1e-6)
     pool = np.setdiff1d(np.arange(d.pool_start, len(d.source)), labelled)

@@ -10,7 +10,10 @@ from scipy import stats
 
 from conftest import micro_config, strip_timing
 from experiments import diagnose, report
-from vl4pose_jax import metrics, models, simulate
+import jax
+
+from vl4pose_jax import (acquire, data, evaluation, fit, metrics, models, nets, protocol, records,
+                         simulate)
 
 
 @pytest.fixture(scope="module")
@@ -25,38 +28,38 @@ def test_pre_subset_is_paired_across_methods(data_dir):
     """One random priority per record per (seed, round): every method scores the same
     candidates; labelled records drop out without reshuffling the others."""
     cfg = config(data_dir, pre_subset=10)
-    d = simulate.validate(cfg)
+    d = records.validate(cfg)
     pool = np.arange(d.pool_start, len(d.source))
-    a = simulate.pre_subset_pool(cfg, d, pool, 1)
+    a = records.pre_subset_pool(cfg, d, pool, 1)
     assert len(a) == 10 and np.all(np.isin(a, pool))
-    assert np.array_equal(a, simulate.pre_subset_pool(cfg, d, pool, 1))
-    assert not np.array_equal(a, simulate.pre_subset_pool(cfg, d, pool, 2))
+    assert np.array_equal(a, records.pre_subset_pool(cfg, d, pool, 1))
+    assert not np.array_equal(a, records.pre_subset_pool(cfg, d, pool, 2))
     # a labelled set differing by one candidate keeps the other nine
-    b = simulate.pre_subset_pool(cfg, d, np.setdiff1d(pool, a[:1]), 1)
+    b = records.pre_subset_pool(cfg, d, np.setdiff1d(pool, a[:1]), 1)
     assert len(np.intersect1d(a, b)) == 9
     # and the methods really score those candidates
-    labelled = simulate.initial_labelled(cfg, d)
+    labelled = records.initial_labelled(cfg, d)
     scored = {}
     for method in ("learning_loss", "multipeak_entropy"):
-        n = simulate.nets_for(cfg, method)
-        state = n.init(simulate.round_key(cfg.seed, 0, "init"))
-        sel, stats_ = simulate.acquire(cfg, d, n, state, method, labelled, 0)
+        n = nets.nets_for(cfg, method)
+        state = n.init(protocol.round_key(cfg.seed, 0, "init"))
+        sel, stats_ = acquire.acquire(cfg, d, n, state, method, labelled, 0)
         scored[method] = np.sort(sel.scored_indices)
         assert stats_["num_scored"] == 10
     assert np.array_equal(scored["learning_loss"], scored["multipeak_entropy"])
     assert np.array_equal(scored["learning_loss"],
-                          simulate.pre_subset_pool(cfg, d, pool[~np.isin(pool, labelled)], 0))
+                          records.pre_subset_pool(cfg, d, pool[~np.isin(pool, labelled)], 0))
 
 
 def test_scratch_rounds_train_equally_long(data_dir, tmp_path, monkeypatch):
     epochs_seen = []
-    real = simulate.train_round
+    real = fit.fit
 
     def spy(config, d, n, state, labelled_N, epochs, *args, **kwargs):
         epochs_seen.append(epochs)
         return real(config, d, n, state, labelled_N, epochs, *args, **kwargs)
 
-    monkeypatch.setattr(simulate, "train_round", spy)
+    monkeypatch.setattr(simulate, "fit", spy)
     simulate.run(config(data_dir, retrain="scratch", epochs=2, cycle_epochs=1, rounds=2),
                  tmp_path / "scratch", log=lambda *_: None)
     assert epochs_seen == [2, 2, 2]
@@ -69,22 +72,22 @@ def test_scratch_rounds_train_equally_long(data_dir, tmp_path, monkeypatch):
 def test_bayesian_deepprior_is_evaluated_as_its_mc_mean(data_dir):
     cfg = config(data_dir, dataset="synthetic_hand", methods=("mc_dropout",),
                  retrain="scratch", method_options={"mc_dropout": {"num_samples": 3}})
-    d = simulate.validate(cfg)
-    n = simulate.nets_for(cfg, "mc_dropout")
+    d = records.validate(cfg)
+    n = nets.nets_for(cfg, "mc_dropout")
     assert n.model.dropout == "A" and n.model.aleatoric   # the CKE paper's Bayesian model
-    state = n.init(simulate.round_key(0, 0, "init"))
-    p = simulate.predict_test(cfg, d, n, state)
+    state = n.init(protocol.round_key(0, 0, "init"))
+    p = evaluation.predict_test(cfg, d, n, state)
     # evaluation batch t draws its dropout masks from fold_in(key(0), t): no two batches share them
-    loader = simulate.data.make_loader(d.test, batch_size=cfg.batch_size, train=False,
+    loader = data.make_loader(d.test, batch_size=cfg.batch_size, train=False,
                                        image_size=d.image_size)
     batches = list(loader)[:2]
     assert len(batches) == 2 and len(batches[1]["depth"]) == cfg.batch_size
     for t, batch in enumerate(batches):
-        key = simulate.jax.random.fold_in(simulate.jax.random.key(0), t)
+        key = jax.random.fold_in(jax.random.key(0), t)
         mc = models.mc_predict(n.model, {"params": state.params}, batch["depth"], key,
                                num_samples=3)
         single = n.model.apply({"params": state.params}, batch["depth"], mc=False)["pose_BxJx3"]
-        to_mm = lambda uvd, b=batch: np.asarray(simulate.data.normalised_uvd_to_xyz_mm(  # noqa
+        to_mm = lambda uvd, b=batch: np.asarray(data.normalised_uvd_to_xyz_mm(  # noqa
             uvd, center_uvd_Bx3=b["center_uvd"], cube_mm_B=b["cube_mm"],
             intrinsics=d.test.spec.intrinsics))
         rows = p.pred[t * cfg.batch_size:(t + 1) * cfg.batch_size]
@@ -95,14 +98,14 @@ def test_bayesian_deepprior_is_evaluated_as_its_mc_mean(data_dir):
                   - np.asarray(n.predict(state, same, 1)["pose_BxJx3"])).max() > 1e-4
     np.testing.assert_array_equal(n.predict(state, same, 0)["pose_BxJx3"],
                                   n.predict(state, same)["pose_BxJx3"])
-    plain = simulate.nets_for(dataclasses.replace(cfg, methods=("random",)), "random")
+    plain = nets.nets_for(dataclasses.replace(cfg, methods=("random",)), "random")
     assert plain.model.dropout is None and not plain.model.aleatoric
     # --bayesian_deepprior: random selection on the same Bayesian model, a fair baseline.
     bayes = dataclasses.replace(cfg, methods=("random",), bayesian_deepprior=True)
-    simulate.validate(bayes)
-    assert simulate.nets_for(bayes, "random").model.dropout == "A"
-    with pytest.raises(simulate.SimulationError, match="--bayesian_deepprior applies to hand"):
-        simulate.validate(dataclasses.replace(bayes, dataset="synthetic_human"))
+    records.validate(bayes)
+    assert nets.nets_for(bayes, "random").model.dropout == "A"
+    with pytest.raises(protocol.SimulationError, match="--bayesian_deepprior applies to hand"):
+        records.validate(dataclasses.replace(bayes, dataset="synthetic_human"))
 
 
 def test_rounds_record_per_kind_diagnostics(data_dir, tmp_path):
@@ -110,9 +113,9 @@ def test_rounds_record_per_kind_diagnostics(data_dir, tmp_path):
     rows = simulate.run(cfg, tmp_path, log=lambda *_: None,
                         on_round=report.round_plotter(tmp_path))
     assert (tmp_path / "plots" / "vl4pose_seed0_round0_gallery.png").stat().st_size > 0
-    d = simulate.validate(cfg)
-    test_kinds = {simulate.data.OOD_KINDS[k] for k in
-                  simulate._read_field(d.test, "ood")}  # pylint: disable=protected-access
+    d = records.validate(cfg)
+    test_kinds = {data.OOD_KINDS[k] for k in
+                  records.read_field(d.test, "ood")}
     for r in rows:
         by_kind = r["metrics_by_kind"]
         assert set(by_kind) == {"in_distribution"} | (test_kinds - {"none"})
@@ -149,19 +152,19 @@ def test_per_kind_accuracy_and_per_image_error_by_hand():
     gt = np.zeros((3, 2, 2), np.float32)
     pred = np.array([[[1, 0], [0, 3]], [[0, 0], [0, 0]], [[4, 0], [0, 0]]], np.float32)
     visible = np.array([[1, 1], [1, 0], [1, 1]], np.float32)
-    p = simulate.TestPredictions(pred, gt, visible, np.full(3, 10.0, np.float32),
+    p = evaluation.TestPredictions(pred, gt, visible, np.full(3, 10.0, np.float32),
                                  np.array([0, 1, 0]), np.arange(3), {})
-    mean, _, per_image = simulate._accuracy(cfg, p)  # pylint: disable=protected-access
+    mean, _, per_image = evaluation.accuracy(cfg, p)
     assert mean == pytest.approx(100 * 3 / 5)          # 0.1 ok, 0.3 no, 0 ok, 0.4 no, 0 ok
     np.testing.assert_allclose(per_image, [0.2, 0.0, 0.2])
     # per-image PCK over the valid joints: (0.1 ok, 0.3 no), (0 ok, invalid), (0.4 no, 0 ok)
-    np.testing.assert_allclose(simulate.per_image_pck(cfg, p),
+    np.testing.assert_allclose(evaluation.per_image_pck(cfg, p),
                                [50.0, 100.0, 50.0])
-    ind, _, _ = simulate._accuracy(cfg, p, rows=p.ood == 0)  # pylint: disable=protected-access
+    ind, _, _ = evaluation.accuracy(cfg, p, rows=p.ood == 0)
     assert ind == pytest.approx(100 * 2 / 4)
     # AUROC per kind against metrics.auroc, Spearman against scipy
     scores, ood = np.array([0.1, 0.9, 0.4, 0.8, 0.3]), np.array([0, 1, 0, 2, 1])
-    by_kind = simulate._by_kind(scores, ood, simulate._auroc)  # pylint: disable=protected-access
+    by_kind = evaluation.by_kind(scores, ood, evaluation.rounded_auroc)
     assert by_kind["rare_pose"] == pytest.approx(0.75)  # 0.9 > 0.1, 0.4; 0.3 > 0.1 only
     assert by_kind["appearance"] == 1.0
     assert by_kind["pooled"] == pytest.approx(metrics.auroc(
@@ -181,12 +184,12 @@ def test_shared_round0_equals_separate_runs(data_dir, tmp_path):
     separate = simulate.run(dataclasses.replace(cfg, share_round0=False), tmp_path / "separate",
                             log=lambda *_: None)
     assert strip(shared) == strip(separate)
-    with pytest.raises(simulate.SimulatedCrash, match="step 2"):
+    with pytest.raises(protocol.SimulatedCrash, match="step 2"):
         simulate.run(dataclasses.replace(cfg, crash_at="train:0:2"), tmp_path / "crashed",
                      log=lambda *_: None)
     log.clear()
     resumed = simulate.run(cfg, tmp_path / "crashed", log=log.append)
-    assert any("resuming the shared round 0 at step 2" in m for m in log)
+    assert any("shared: resuming round 0 at step 2" in m for m in log)
     assert strip(resumed) == strip(separate)
 
 
@@ -214,12 +217,12 @@ def test_small_hand_preset_crops_64_pixels(data_dir):
     loader and the network agree (fc1 sees 9 x 9 x 12 features after the three VALID convs)."""
     cfg = config(data_dir, dataset="synthetic_hand", methods=("random",), preset="small",
                  retrain="scratch")
-    d = simulate.validate(cfg)
+    d = records.validate(cfg)
     assert d.image_size == 64
-    n = simulate.nets_for(cfg, "random")
-    state = n.init(simulate.round_key(0, 0, "init"))
+    n = nets.nets_for(cfg, "random")
+    state = n.init(protocol.round_key(0, 0, "init"))
     assert state.params["fc1"]["kernel"].shape == (9 * 9 * 12, 1024)
-    batch = next(iter(simulate.data.make_loader(d.test, batch_size=4, train=False,
+    batch = next(iter(data.make_loader(d.test, batch_size=4, train=False,
                                                 image_size=d.image_size)))
     assert batch["depth"].shape == (4, 64, 64, 1)
     assert np.isfinite(n.predict(state, batch["depth"])["pose_BxJx3"]).all()

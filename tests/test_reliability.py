@@ -19,7 +19,8 @@ import scipy.io
 
 from experiments import al, report
 from conftest import micro_config, strip_timing
-from vl4pose_jax import simulate
+from vl4pose_jax import protocol, records, simulate
+from vl4pose_jax import workdir as wd
 from vl4pose_jax.data import builders, synthetic_builders
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -73,12 +74,12 @@ def test_second_launch_on_a_workdir_is_refused_naming_the_holder(data_dir, tmp_p
         assert second.returncode == 1
         assert f"is in use by process {holder.pid} on host" in second.stderr
         assert "Traceback" not in second.stderr
-        with pytest.raises(simulate.SimulationError, match=f"in use by process {holder.pid}"):
+        with pytest.raises(protocol.SimulationError, match=f"in use by process {holder.pid}"):
             simulate.run(config(data_dir), w)   # library callers are refused too
     finally:
         holder.send_signal(signal.SIGKILL)   # kill -9: the kernel drops the lock
         holder.wait()
-    with simulate.workdir_lock(w):
+    with wd.lock(w):
         pass
 
 
@@ -87,7 +88,7 @@ def test_second_launch_on_a_workdir_is_refused_naming_the_holder(data_dir, tmp_p
 @pytest.mark.parametrize("value, message", [(2.5, "neither a fraction"), (0.0, r"\(0, 1\]"),
                                             (-3.0, r"\(0, 1\]")])
 def test_bad_pre_subset_flag_is_refused(value, message):
-    with pytest.raises(simulate.SimulationError, match=message):
+    with pytest.raises(protocol.SimulationError, match=message):
         al.parse_pre_subset(value, 4)
 
 
@@ -108,25 +109,25 @@ def test_pre_subset_flag_parses_fractions_and_counts():
     (dict(methods=("random", "coreset", "random")), "'random' more than once"),
 ])
 def test_bad_values_fail_before_training(data_dir, kw, message):
-    with pytest.raises(simulate.SimulationError, match=message):
-        simulate.validate(config(data_dir, **kw))
+    with pytest.raises(protocol.SimulationError, match=message):
+        records.validate(config(data_dir, **kw))
 
 
 def test_empty_pool_names_init_size(data_dir, monkeypatch):
     """A dataset without a train split draws the initial set from the pool: a too large
     --init_size, not --budget, empties it."""
-    real = simulate.load_data
+    real = records.load_data
 
     def pool_only(cfg):
         d = real(cfg)
         pool = d.source.parts[-1]
-        union = simulate._Union([pool])  # pylint: disable=protected-access
+        union = records.Union([pool])
         return dataclasses.replace(d, source=union, ids=d.ids[d.pool_start:],
                                    ood_N=d.ood_N[d.pool_start:], pool_start=0)
 
-    monkeypatch.setattr(simulate, "load_data", pool_only)
-    with pytest.raises(simulate.SimulationError, match="--init_size=200.*lower --init_size"):
-        simulate.validate(config(data_dir, init_size=200))
+    monkeypatch.setattr(records, "load_data", pool_only)
+    with pytest.raises(protocol.SimulationError, match="--init_size=200.*lower --init_size"):
+        records.validate(config(data_dir, init_size=200))
 
 
 # --------------------------------------------------------------------- 3. corrupt checkpoints
@@ -152,7 +153,7 @@ def test_corrupt_newest_checkpoint_falls_back_to_the_newest_intact_one(data_dir,
     shutil.copytree(tmp_path / "a", w)
     for step in ("0", "1"):
         (w / rounds / step / "meta" / "metadata").unlink()
-    with pytest.raises(simulate.SimulationError, match=f"no checkpoint in {w / rounds} can be "
+    with pytest.raises(protocol.SimulationError, match=f"no checkpoint in {w / rounds} can be "
                        f"read: step 1 .*step 0 .*Delete {w / rounds}"):
         simulate.run(cfg, w, log=lambda *_: None)
 
@@ -160,7 +161,7 @@ def test_corrupt_newest_checkpoint_falls_back_to_the_newest_intact_one(data_dir,
 def test_corrupt_mid_round_checkpoint_falls_back_to_the_previous_one(data_dir, tmp_path):
     cfg = config(data_dir, epochs=3, checkpoint_every=1)
     reference = simulate.run(cfg, tmp_path / "a", log=lambda *_: None)
-    with pytest.raises(simulate.SimulatedCrash):
+    with pytest.raises(protocol.SimulatedCrash):
         simulate.run(dataclasses.replace(cfg, crash_at="train:0:4"), tmp_path / "b",
                      log=lambda *_: None)
     training = tmp_path / "b/checkpoints/random/seed_0/training"
@@ -206,7 +207,7 @@ def test_sigterm_and_ctrl_c_save_at_the_next_step_and_resume_exactly(data_dir, t
     done = run_cli(args)
     assert done.returncode == 0, done.stderr[-2000:]
     resumed = [json.loads(line) for line in (w / "results.jsonl").read_text().splitlines()]
-    reference = simulate.run(simulate.load_config(w), tmp_path / "reference",
+    reference = simulate.run(wd.load_config(w), tmp_path / "reference",
                              log=lambda *_: None)
     assert strip(resumed) == strip(reference)
 
@@ -217,9 +218,9 @@ def test_plots_lost_by_a_kill_are_regenerated_on_resume(data_dir, tmp_path):
     cfg = config(data_dir, methods=("multipeak_entropy",))
 
     def killed(row, extras):   # a kill right after round 0's checkpoint, before its plots
-        raise simulate.SimulatedCrash("killed before the plots")
+        raise protocol.SimulatedCrash("killed before the plots")
 
-    with pytest.raises(simulate.SimulatedCrash):
+    with pytest.raises(protocol.SimulatedCrash):
         simulate.run(cfg, tmp_path, on_round=killed, log=lambda *_: None)
     plots = tmp_path / "plots"
     assert not plots.exists()

@@ -16,15 +16,15 @@ import jax
 import numpy as np
 import optax
 
-from vl4pose_jax import simulate, train
+from vl4pose_jax import data, evaluation, fit, nets, protocol, records, train
 
 REPEATS = int(sys.argv[1]) if len(sys.argv) > 1 else 2
 MIN_STEPS = int(sys.argv[2]) if len(sys.argv) > 2 else 450
-cfg = simulate.Config(dataset="synthetic_hand", methods=("random",), init_size=200, budget=100,
+cfg = protocol.Config(dataset="synthetic_hand", methods=("random",), init_size=200, budget=100,
                       rounds=3, epochs=30, retrain="scratch", preset="small", batch_size=32,
                       data_config="small", min_steps=MIN_STEPS, progress=False)
-d = simulate.validate(cfg)
-init = simulate.initial_labelled(cfg, d)
+d = records.validate(cfg)
+init = records.initial_labelled(cfg, d)
 rest = np.setdiff1d(np.arange(d.pool_start, len(d.source)) if d.pool_start else
                     np.arange(len(d.source)), init)
 extra = np.sort(np.random.default_rng(0).permutation(rest)[:300])
@@ -32,12 +32,12 @@ sets = {200: init, 500: np.sort(np.concatenate([init, extra]))}
 
 
 def variant(dropout, aleatoric, mse_weight=0.0):
-    n = simulate.nets("regression", cfg.dataset, cfg.preset, None, train.DEEPPRIOR_LR,
-                      (dropout, aleatoric), "float32", 70)
+    n = nets.nets("regression", data.spec(cfg.dataset).skeleton, cfg.preset, None,
+                  train.DEEPPRIOR_LR, (dropout, aleatoric), "float32", 70)
     if mse_weight:
         tx = optax.adam(train.DEEPPRIOR_LR)
         n = dataclasses.replace(n, step=train.make_regression_train_step(
-            n.model, None, tx, tx, skeleton=simulate.data.spec(cfg.dataset).skeleton,
+            n.model, None, tx, tx, skeleton=data.spec(cfg.dataset).skeleton,
             mse_weight=mse_weight))
     return n
 
@@ -58,13 +58,13 @@ def deterministic(n):
 for size, labelled in sets.items():
     for rep in range(REPEATS):
         for name, n in VARIANTS.items():
-            state = n.init(simulate.round_key(0, rep, "init"))
-            state = simulate.train_round(cfg, d, n, state, labelled, cfg.epochs, rep, name)
-            ev = simulate.evaluate(cfg, d, n, state)
+            state = n.init(protocol.round_key(0, rep, "init"))
+            state = fit.fit(cfg, d, n, state, labelled, cfg.epochs, rep, name)
+            ev = evaluation.evaluate(cfg, d, n, state)
             row = {"labelled": size, "repeat": rep, "variant": name, "min_steps": MIN_STEPS,
                    "mean_error_mm": ev["metrics"]["mean_error_mm"],
                    "in_distribution_mm": ev["metrics_by_kind"]["in_distribution"]["mean_error_mm"]}
             if n.model.dropout:
-                row["dropout_off_mm"] = simulate.evaluate(
+                row["dropout_off_mm"] = evaluation.evaluate(
                     cfg, d, deterministic(n), state)["metrics"]["mean_error_mm"]
             print(json.dumps(row), flush=True)

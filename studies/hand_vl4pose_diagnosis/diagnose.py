@@ -1,7 +1,7 @@
 """Why does VL4Pose's regression likelihood rank rare synthetic hands poorly?
 
 Takes the trained vl4pose state (DeepPrior + `vl4pose_regression` head) of one seed from an AL
-workdir (`simulate.load_trained`: its newest round) and scores its unlabelled pool six ways,
+workdir (`wd.load_trained`: its newest round) and scores its unlabelled pool six ways,
 each as an OOD score (higher = rarer), with its AUROC for rare poses and for odd appearance
 against in-distribution hands:
   vl4pose_pred   -log N(predicted links; aux offsets, aux covariance): VL4Pose's score;
@@ -24,7 +24,8 @@ import sys
 import jax
 import numpy as np
 
-from vl4pose_jax import acquisition, data, likelihood, metrics, simulate
+from vl4pose_jax import acquisition, data, likelihood, metrics, records
+from vl4pose_jax import workdir as wd
 from vl4pose_jax.acquisition import common
 
 KEYS = ("pose_BxJx3", "offsets_BxLx3", "cov_factor_BxLx3x3")
@@ -54,8 +55,8 @@ def ground_truth(ctx, indices):
 
 
 def main(workdir, seed, plot=None):
-    t = simulate.load_trained(workdir, "vl4pose", seed)
-    d = simulate.load_data(t.config)
+    t = wd.load_trained(workdir, "vl4pose", seed)
+    d = records.load_data(t.config)
     spec = data.spec(t.config.dataset)
     skeleton = spec.skeleton
     labelled = np.asarray(t.meta["labelled_indices"], np.int64)
