@@ -39,3 +39,34 @@ def test_a_registered_method_runs_end_to_end(tmp_path, monkeypatch):
     assert np.isfinite(mine[1]["metrics"]["pck@0.2"])
     # round 0 is shared: the same model for both methods
     assert mine[0]["metrics"] == next(r for r in rows if r["method"] == "random")["metrics"]
+
+
+def _write_top_txt(job, folder):
+    """A toy annotation format: the top inputs' file names, one per line."""
+    (folder / "top.txt").write_text("".join(job.scored.inputs.names[p] + "\n" for p in job.top))
+
+
+def test_a_registered_export_format_is_written(tmp_path, monkeypatch):
+    from PIL import Image  # pylint: disable=import-outside-toplevel
+    from vl4pose_jax import export, rank, skeletons  # pylint: disable=import-outside-toplevel
+    monkeypatch.setitem(export.FORMATS, "top_txt", _write_top_txt)
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(3):
+        Image.new("RGB", (40, 30), (40 * i, 0, 0)).save(images / f"im{i}.png")
+    inputs = rank.open_inputs(images)
+    scores = np.array([0.5, 2.0, 1.0])
+    order = rank._crop_order(scores, np.zeros(0, np.int64), np.ones(3, bool))  # pylint: disable=protected-access
+    image_order, image_score, image_rank = rank._image_ranking(  # pylint: disable=protected-access
+        inputs, order, scores, np.ones(3, bool))
+    joints = np.random.default_rng(0).uniform(0, 30, (3, 14, 2))
+    scored = rank.Scored(inputs, skeletons.lsp14, "toy", scores, joints,
+                         np.tile([40, 30], (3, 1)), np.tile([20.0, 15.0, 40.0], (3, 1)),
+                         np.ones(3, bool), order, image_score, image_order, image_rank, [])
+    category = {"id": 1, "name": "person", "keypoints": list(skeletons.lsp14.names),
+                "skeleton": [[a + 1, b + 1] for a, b in skeletons.lsp14.links]}
+    out = export.write(scored, tmp_path / "out", top_k=2, category=category,
+                       formats=["top_txt", "coco"])
+    assert (out / "top.txt").read_text() == "im1.png\nim2.png\n"
+    assert (out / "top_k.coco.json").is_file() and not (out / "label_studio").exists()
+    assert (out / "ranking.csv").is_file() and (out / "gallery.png").is_file()

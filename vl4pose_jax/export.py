@@ -3,7 +3,8 @@ keypoints file and as Label Studio tasks with predictions, a gallery, and (video
 
 `write(scored, out_dir, top_k=...)` writes into a temporary sibling folder and renames it to
 `out_dir` only when everything is written, so a failed run never leaves output that looks
-complete. Files:
+complete. Annotation formats are a registry, `FORMATS` (name -> `writer(job, folder)`, a `Job`
+holding the ranking and the top inputs): a new format is one function and one line. Files:
 
   ranking.csv            every crop (one per input without person boxes): rank of its input
                          (1 = most informative; empty for skipped corrupt inputs), input file
@@ -35,6 +36,7 @@ converter's convention).
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import pathlib
@@ -222,9 +224,48 @@ def gallery(scored, top, images, path, *, tile=160, columns=6):
     sheet.save(path, optimize=True)
 
 
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """What an annotation format writes: the ranking, the top inputs' positions (best first),
+    the COCO `category`, the folder the images' `file_name`s are relative to, the URL prefix of
+    the images for a web tool, and `info` (run, method, round)."""
+    scored: object
+    top: list
+    category: dict
+    images_root: pathlib.Path
+    image_url_prefix: str
+    info: dict | None
+
+
+def write_coco(job: Job, folder: pathlib.Path):
+    """top_k.coco.json: COCO keypoints pre-annotations of the top inputs."""
+    (folder / "top_k.coco.json").write_text(json.dumps(
+        coco_dict(job.scored, job.top, job.category, job.images_root, job.info)))
+
+
+def write_label_studio(job: Job, folder: pathlib.Path):
+    """label_studio/tasks.json and labeling_config.xml: Label Studio tasks with predictions."""
+    (folder / "label_studio").mkdir()
+    (folder / "label_studio" / "tasks.json").write_text(json.dumps(label_studio_tasks(
+        job.scored, job.top, image_url_prefix=job.image_url_prefix,
+        model_version=f"vl4pose_jax {job.scored.method}"), indent=1))
+    (folder / "label_studio" / "labeling_config.xml").write_text(
+        labeling_config(job.scored.skeleton.names))
+
+
+# Annotation formats: name -> writer(job, folder); a new format is a function and one line.
+FORMATS = {"coco": write_coco, "label_studio": write_label_studio}
+
+
 def write(scored, out_dir, *, top_k: int, category: dict, overwrite: bool = False,
-          image_url_prefix: str = LOCAL_FILES_PREFIX, info: dict | None = None) -> pathlib.Path:
-    """Write every output (module doc) into `out_dir`, atomically."""
+          image_url_prefix: str = LOCAL_FILES_PREFIX, info: dict | None = None,
+          formats=None) -> pathlib.Path:
+    """Write every output (module doc) into `out_dir`, atomically: the ranking, the gallery
+    and every annotation format of `formats` (names in `FORMATS`; default: all)."""
+    unknown = sorted(set(formats or ()) - set(FORMATS))
+    if unknown:
+        raise OutputError(f"unknown annotation format(s) {', '.join(unknown)}; known: "
+                          + ", ".join(FORMATS))
     from vl4pose_jax import rank  # pylint: disable=import-outside-toplevel
     out_dir = pathlib.Path(out_dir)
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())) and not overwrite:
@@ -246,14 +287,9 @@ def write(scored, out_dir, *, top_k: int, category: dict, overwrite: bool = Fals
                 image.save(dst)
         else:
             images_root = scored.inputs.root.resolve()
-        (tmp / "top_k.coco.json").write_text(json.dumps(
-            coco_dict(scored, top, category, images_root, info)))
-        (tmp / "label_studio").mkdir()
-        (tmp / "label_studio" / "tasks.json").write_text(json.dumps(label_studio_tasks(
-            scored, top, image_url_prefix=image_url_prefix,
-            model_version=f"vl4pose_jax {scored.method}"), indent=1))
-        (tmp / "label_studio" / "labeling_config.xml").write_text(
-            labeling_config(scored.skeleton.names))
+        job = Job(scored, top, category, images_root, image_url_prefix, info)
+        for name in formats if formats is not None else FORMATS:
+            FORMATS[name](job, tmp)
         shown = top[:GALLERY_MAX]
         gallery(scored, shown, dict(rank.iter_images(scored.inputs, shown)), tmp / "gallery.png")
         if scored.skipped:
