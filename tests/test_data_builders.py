@@ -9,7 +9,7 @@ from scipy import io as sio
 
 from conftest import lspet_manual_dir, require_shared_data
 from vl4pose_jax import skeletons
-from vl4pose_jax.data import builders, formats, hands, loader
+from vl4pose_jax.data import base, builders, formats, hands, loader
 
 N_LSPET = 40  # images copied into each temp manual dir
 
@@ -87,7 +87,7 @@ def test_not_prepared_names_the_command(tmp_path):
 def test_interrupted_build_never_loads_as_complete(shared_data, tmp_path, monkeypatch):
     manual = _lspet_manual(shared_data, tmp_path, n=12)
     calls = {"n": 0}
-    original = builders._Base._example
+    original = base.Builder._example
 
     def dying(self, *args):
         calls["n"] += 1
@@ -95,13 +95,13 @@ def test_interrupted_build_never_loads_as_complete(shared_data, tmp_path, monkey
             raise KeyboardInterrupt  # as a Ctrl-C half way through
         return original(self, *args)
 
-    monkeypatch.setattr(builders._Base, "_example", dying)
+    monkeypatch.setattr(base.Builder, "_example", dying)
     with pytest.raises(KeyboardInterrupt):
         builders.build("lspet", manual_dir=manual, data_dir=tmp_path / "tfds")
     assert not builders.get_builder("lspet", data_dir=tmp_path / "tfds").is_prepared()
     with pytest.raises(builders.DatasetNotPreparedError):
         loader.load("lspet", "pool", data_dir=tmp_path / "tfds")
-    monkeypatch.setattr(builders._Base, "_example", original)
+    monkeypatch.setattr(base.Builder, "_example", original)
     builders.build("lspet", manual_dir=manual, data_dir=tmp_path / "tfds")
     assert len(loader.load("lspet", "pool", data_dir=tmp_path / "tfds")) >= 1
 

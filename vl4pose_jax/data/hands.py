@@ -20,6 +20,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from vl4pose_jax.data import formats
+from vl4pose_jax.data.transforms import as_str
+
 INTRINSICS = {
     "icvl": (241.42, 241.42, 160.0, 120.0),
     "nyu": (588.03, 587.07, 320.0, 240.0),
@@ -156,8 +159,6 @@ def hand_transform(example, rng: np.random.Generator | None = None, *, intrinsic
     Returns: dict depth (S, S, 1) float32 in [-1, 1], joints (J, 3) float32 normalised UVD,
       visible (J,) float32, center_uvd (3,) float32, cube_mm () float32, ood, id, index.
     """
-    from vl4pose_jax.data import formats  # pylint: disable=import-outside-toplevel
-    from vl4pose_jax.data.transforms import _as_str  # pylint: disable=import-outside-toplevel
     depth = example["depth"]
     if not isinstance(depth, np.ndarray) or depth.dtype == object or depth.ndim == 0:
         raw = depth.item() if isinstance(depth, np.ndarray) else depth
@@ -184,6 +185,6 @@ def hand_transform(example, rng: np.random.Generator | None = None, *, intrinsic
         center_uvd=center.astype(np.float32),
         cube_mm=np.float32(cube_mm),
         ood=np.int32(example.get("ood", 0)),
-        id=_as_str(example.get("id", "")),
+        id=as_str(example.get("id", "")),
         index=np.int64(example.get("index", -1)),
     )

@@ -36,41 +36,10 @@ from typing import Sequence
 
 import grain.python as gp
 import numpy as np
+from absl import flags
 
-from vl4pose_jax import skeletons
-from vl4pose_jax.data import builders, hands, transforms
-from vl4pose_jax.data.spec import OOD_KINDS, DatasetSpec
-
-SPECS = {
-    "lsp": DatasetSpec("lsp", "human", skeletons.lsp14, ("train", "pool", "test"), metric="pck"),
-    "lspet": DatasetSpec("lspet", "human", skeletons.lsp14, ("pool", "test"), metric="pck"),
-    "mpii": DatasetSpec("mpii", "human", skeletons.mpii16, ("pool", "test"), metric="pckh"),
-    "icvl": DatasetSpec("icvl", "hand", skeletons.icvl16, ("pool", "test"),
-                        hands.INTRINSICS["icvl"], hands.CUBE_MM["icvl"], "mm"),
-    "nyu": DatasetSpec("nyu", "hand", skeletons.nyu14, ("pool", "test"),
-                       hands.INTRINSICS["nyu"], hands.CUBE_MM["nyu"], "mm"),
-    "synthetic_human": DatasetSpec("synthetic_human", "human", skeletons.lsp14,
-                                   ("train", "pool", "test"), metric="pck"),
-    "synthetic_hand": DatasetSpec("synthetic_hand", "hand", skeletons.icvl16,
-                                  ("train", "pool", "test"), hands.INTRINSICS["synthetic_hand"],
-                                  hands.CUBE_MM["synthetic_hand"], "mm"),
-    # Your own COCO keypoints data: joints and tree come from the prepared dataset (data.coco).
-    "coco_keypoints": DatasetSpec("coco_keypoints", "human", None, ("train", "test"),
-                                  metric="pck"),
-}
-
-
-def spec(name: str, data_dir=None) -> DatasetSpec:
-    """A dataset's spec. COCO-keypoints sets (`data.coco`) read theirs (the skeleton comes from
-    the category) from the prepared dataset in `data_dir` (default: the last one loaded)."""
-    from vl4pose_jax.data import coco  # pylint: disable=import-outside-toplevel
-    if coco.is_coco(name):
-        return coco.spec(name, data_dir)
-    try:
-        return SPECS[name]
-    except KeyError:
-        raise KeyError(f"unknown dataset {name!r}; known: {sorted(SPECS)}") from None
-
+from vl4pose_jax.data import builders, hands, registry, transforms
+from vl4pose_jax.data.spec import DatasetSpec
 
 class Source:
     """Random access over one split of a built dataset; picklable (for grain workers)."""
@@ -136,11 +105,11 @@ def load(name: str, split: str, *, data_dir=None, config=None,
          build_if_missing: bool = False) -> Source:
     """Open one split of a built dataset. Raises `DatasetNotPreparedError` (naming the command
     that builds it) when it has not been built into `data_dir` (default: `$VL4POSE_DATA_DIR`,
-    else ~/tensorflow_datasets). `build_if_missing=True` builds the synthetic sets (which need
-    no download) on first use instead."""
-    sp = spec(name, data_dir=data_dir)
+    else ~/tensorflow_datasets). `build_if_missing=True` builds a set that needs no download
+    (the synthetic ones) on first use instead."""
+    sp = registry.spec(name, data_dir=data_dir)
     builder = builders.get_builder(name, data_dir=data_dir, config=config)
-    if not builder.is_prepared() and build_if_missing and name.startswith("synthetic"):
+    if not builder.is_prepared() and build_if_missing and not builder.NEEDS_MANUAL_DIR:
         builder = builders.build(name, data_dir=data_dir, config=config)
     if not builder.is_prepared():
         raise builders.DatasetNotPreparedError(
@@ -191,7 +160,6 @@ class _MapOp(gp.MapTransform):
 def _ensure_absl_flags_parsed():
     """grain's worker processes read absl flags; outside an absl `app.run` (pytest, notebooks)
     nothing parsed them, so accept their defaults (a no-op when they are already parsed)."""
-    from absl import flags  # pylint: disable=import-outside-toplevel
     if not flags.FLAGS.is_parsed():
         flags.FLAGS.mark_as_parsed()
 

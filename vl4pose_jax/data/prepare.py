@@ -17,17 +17,12 @@ import sys
 
 from absl import app, flags
 
-from vl4pose_jax.data import builders, coco
+from vl4pose_jax.data import base, builders, coco, registry
+from vl4pose_jax.data.coco import commands as coco_commands
 
 
 def _help_text() -> str:
-    lines = [__doc__, "Datasets and the files they expect:"]
-    for name, cls in builders.REAL_BUILDERS.items():
-        lines.append(f"  {name}: {cls.DOWNLOAD}")
-    lines.append(f"  {coco.DOWNLOAD} (see vl4pose_jax/data/coco.py)")
-    lines.append("  synthetic_human, synthetic_hand: built-in generators, no download "
-                 "(--config picks the sizes: default or tiny).")
-    return "\n".join(lines)
+    return "\n".join([__doc__, "Datasets and the files they expect:", registry.download_help()])
 
 
 def main(argv):
@@ -36,15 +31,15 @@ def main(argv):
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         if coco.is_coco(f.dataset):
-            builder = coco.prepare(f.manual_dir, data_dir=f.data_dir, root=f.root,
-                                   links=f.links, category=f.category,
-                                   skip_corrupt=f.skip_corrupt, overwrite=f.overwrite)
+            builder = coco_commands.prepare(f.manual_dir, data_dir=f.data_dir, root=f.root,
+                                            links=f.links, category=f.category,
+                                            skip_corrupt=f.skip_corrupt, overwrite=f.overwrite)
         else:
             builder = builders.build(f.dataset, manual_dir=f.manual_dir, data_dir=f.data_dir,
                                      config=f.config, skip_corrupt=f.skip_corrupt)
-    except (OSError, ValueError, builders.CorruptImageError, KeyError, coco.CocoError) as err:
+    except (OSError, ValueError, base.CorruptImageError, KeyError, coco.CocoError) as err:
         print(f"error: {str(err).strip(chr(39))}", file=sys.stderr)
-        if isinstance(err, builders.CorruptImageError):
+        if isinstance(err, base.CorruptImageError):
             print("(rerun with --skip_corrupt to skip such files and list them in "
                   "corrupt_files.txt beside the dataset)", file=sys.stderr)
         return 1
@@ -54,8 +49,8 @@ def main(argv):
 
 
 def _define_flags():
-    flags.DEFINE_string("dataset", None, "lsp, lspet, mpii, icvl, nyu, coco_keypoints, "
-                        "synthetic_human or synthetic_hand.")
+    *others, last = registry.names()
+    flags.DEFINE_string("dataset", None, f"{', '.join(others)} or {last}.")
     flags.DEFINE_string("manual_dir", None, "Folder with the downloaded, extracted files "
                         "(real datasets only; see the list above).")
     flags.DEFINE_string("data_dir", None, "TFDS data directory to build into (default: "

@@ -1,4 +1,4 @@
-"""What a consumer needs to know about a dataset without opening it: `DatasetSpec` and the OOD kinds.
+"""What a consumer needs to know about a dataset without opening it: `DatasetSpec`, OOD kinds.
 
 A leaf every other data module may import (it imports nothing else of `vl4pose_jax.data`). The
 specs themselves are registered with their builders in `registry` (`data.spec(name)` looks one

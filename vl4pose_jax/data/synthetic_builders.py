@@ -9,7 +9,7 @@ image size are a `SyntheticConfig`; built-in configs:
   small    200 / 1,000 / 200, 20 % OOD (the CPU regime: the README's first command)
   tiny     16 / 32 / 16, 25 % OOD (tests)
 
-Build with `build("synthetic_human", config="tiny", data_dir=...)` or
+Build with `builders.build("synthetic_human", config="tiny", data_dir=...)` or
 `python -m vl4pose_jax.data.prepare --dataset=synthetic_human --config=tiny`. Split k of seed s
 draws its examples with generator seed 3 s + k (train 0, pool 1, test 2), so the splits never
 share an example. Records hold the same features as the real builders: people as lossless PNG
@@ -26,7 +26,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from vl4pose_jax import skeletons
-from vl4pose_jax.data import builders, formats, synthetic
+from vl4pose_jax.data import base, formats, synthetic
+from vl4pose_jax.data.spec import OOD_KINDS
 
 SPLITS = ("train", "pool", "test")
 
@@ -60,7 +61,7 @@ def _png(rgb) -> bytes:
     return buf.getvalue()
 
 
-class _SyntheticBase(builders._Base, skip_registration=True):  # pylint: disable=protected-access
+class _SyntheticBase(base.Builder, skip_registration=True):
     BUILDER_CONFIGS = list(CONFIGS)
     # 1.1.0: one colour palette for every split (1.0.0 seeded it per split).
     VERSION = tfds.core.Version("1.1.0")
@@ -102,13 +103,13 @@ class SyntheticHuman(_SyntheticBase, skip_registration=True):
 
     def _record(self, key, ex):
         size = self.builder_config.image_size
-        joints, vis, masked = builders.sanitize_human(ex["joints"], ex["visibility"], size, size)
+        joints, vis, masked = base.sanitize_human(ex["joints"], ex["visibility"], size, size)
         self.report["masked_joints"] += masked
         self.report["labels"] += 1
-        norm, _ = builders.torso_normalizer(joints, vis)
+        norm, _ = base.torso_normalizer(joints, vis)
         return dict(id=key, image=_png(ex["image"]), joints=joints, visibility=vis,
                     normalizer=np.float32(norm), height=np.int32(size), width=np.int32(size),
-                    ood=np.int32(synthetic.OOD_KINDS.index(ex["ood_kind"])))
+                    ood=np.int32(OOD_KINDS.index(ex["ood_kind"])))
 
 
 class SyntheticHand(_SyntheticBase, skip_registration=True):
@@ -123,11 +124,9 @@ class SyntheticHand(_SyntheticBase, skip_registration=True):
 
     def _record(self, key, ex):
         rows, cols = synthetic.HAND_IMAGE_SHAPE
-        joints, vis, masked = builders.sanitize_hand(ex["joints"], ex["visibility"], cols, rows)
+        joints, vis, masked = base.sanitize_hand(ex["joints"], ex["visibility"], cols, rows)
         self.report["masked_joints"] += masked
         self.report["labels"] += 1
         return dict(id=key, depth=formats.encode_depth_png(ex["depth"]), joints=joints,
-                    visibility=vis, ood=np.int32(synthetic.OOD_KINDS.index(ex["ood_kind"])))
+                    visibility=vis, ood=np.int32(OOD_KINDS.index(ex["ood_kind"])))
 
-
-SYNTHETIC_BUILDERS = {cls.name: cls for cls in (SyntheticHuman, SyntheticHand)}

@@ -212,14 +212,15 @@ def human_transform(example, rng: np.random.Generator | None = None, *, train: b
         visible=visible,
         normalizer=np.float32(normalizer),
         ood=np.int32(example.get("ood", 0)),
-        id=_as_str(example.get("id", "")),
+        id=as_str(example.get("id", "")),
         index=np.int64(example.get("index", -1)),
     )
     assert out["joints"].shape == (num_joints, 2)
     return out
 
 
-def _as_str(value):
+def as_str(value):
+    """A record's string field (bytes, a 0-d object array or str) as str."""
     if isinstance(value, bytes):
         return value.decode()
     if isinstance(value, np.ndarray):

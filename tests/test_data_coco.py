@@ -1,4 +1,5 @@
-"""COCO-keypoints datasets, ranking new images and video frames, exports, labels merged back.
+"""COCO-keypoints datasets (`vl4pose_jax.data.coco`): files, prepare, ranking new images and
+video frames, exports, labels merged back (`commands.merge` and its command line).
 
 The loop test runs the whole real loop on LSPET images: part of LSPET written as COCO keypoints
 files, prepared, a micro model trained, the rest scored and exported, the export "annotated"
@@ -17,6 +18,7 @@ import pytest
 from conftest import require_shared_data
 import coco_util
 from vl4pose_jax.data import coco
+from vl4pose_jax.data.coco import commands
 
 # ----------------------------------------------------------------------------- no data needed
 
@@ -164,7 +166,7 @@ def loop(tmp_path_factory):
     manual = coco_util.write_dataset(shared, base / "manual", {
         "train": range(0, 16), "pool": range(16, 24), "test": range(24, 32)})
     data_dir = base / "tfds"
-    builder = coco.prepare(manual, data_dir=data_dir)
+    builder = commands.prepare(manual, data_dir=data_dir)
     assert {k: v.num_examples for k, v in builder.info.splits.items()} == {
         "train": 16, "pool": 8, "test": 8}
     new = base / "new"
@@ -221,8 +223,8 @@ def test_full_loop_on_real_images(loop):
     annotated.write_text(json.dumps(exported))
     old_ids = set(_source_ids(data_dir, "train"))
     with pytest.raises(coco.CocoError, match="--images.*exported from"):
-        coco.merge(manual, annotated, data_dir=data_dir, log_fn=lambda *a: None)
-    result = coco.merge(manual, annotated, images=loop["new"], data_dir=data_dir,
+        commands.merge(manual, annotated, data_dir=data_dir, log_fn=lambda *a: None)
+    result = commands.merge(manual, annotated, images=loop["new"], data_dir=data_dir,
                         log_fn=lambda *a: None)
     assert result["added_images"] == 5 and result["already_labelled"] == 0
     merged = _check_coco_file(manual / "train.json")
@@ -233,7 +235,7 @@ def test_full_loop_on_real_images(loop):
     assert old_ids < set(new_ids) and len(new_ids) == 21 and len(set(new_ids)) == 21
     assert all((manual / "images" / n).is_file() for n in top_names)
     # Merging the same file again adds nothing.
-    again = coco.merge(manual, annotated, images=loop["new"], data_dir=data_dir,
+    again = commands.merge(manual, annotated, images=loop["new"], data_dir=data_dir,
                        log_fn=lambda *a: None)
     assert again["added_images"] == 0 and again["already_labelled"] == 5
     # Train again, starting from the previous weights.
@@ -351,7 +353,7 @@ def test_prepare_refuses_mismatched_files(tmp_path):
     test["categories"][0]["keypoints"] = test["categories"][0]["keypoints"][:-1] + ["tail"]
     (manual / "test.json").write_text(json.dumps(test))
     with pytest.raises(coco.CocoError, match=r"test\.json.*keypoints"):
-        coco.prepare(manual, data_dir=tmp_path / "tfds", log_fn=lambda *a: None)
+        commands.prepare(manual, data_dir=tmp_path / "tfds", log_fn=lambda *a: None)
     assert not (tmp_path / "tfds").exists()
 
 
@@ -372,7 +374,7 @@ def test_prepare_a_non_tree_skeleton(tmp_path):
             ann["keypoints"] = [float(v) for p in pts for v in (*p, 2)]
         (manual / f"{split}.json").write_text(json.dumps(raw))
     data_dir = tmp_path / "tfds"
-    coco.prepare(manual, data_dir=data_dir, log_fn=lambda *a: None)
+    commands.prepare(manual, data_dir=data_dir, log_fn=lambda *a: None)
     meta = coco.read_meta(data_dir)
     assert "spanning tree" in meta["tree"] and len(meta["links"]) == 16
     source = data.load("coco_keypoints", "train", data_dir=data_dir)
@@ -393,6 +395,23 @@ def test_prepare_command_reports_bad_input(tmp_path):
                           cwd=pathlib.Path(__file__).resolve().parents[1], timeout=120)
     assert proc.returncode == 1
     assert "train.json" in proc.stderr and "annotations[0].keypoints" in proc.stderr
+
+
+def test_merge_command_line(tmp_path):
+    """`python -m vl4pose_jax.data.coco merge` (the package's __main__): a one-paragraph error,
+    no warning about the module being imported twice, usage without `merge`."""
+    import subprocess
+    import sys
+    cmd = [sys.executable, "-m", "vl4pose_jax.data.coco"]
+    flags = [f"--manual_dir={tmp_path / 'm'}", f"--annotations={tmp_path / 'a.json'}"]
+    run = dict(capture_output=True, text=True, cwd=pathlib.Path(__file__).resolve().parents[1],
+               timeout=120)
+    proc = subprocess.run(cmd + ["merge"] + flags, **run)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.startswith(f"error: {tmp_path / 'm' / 'train.json'}: file not found")
+    assert "Warning" not in proc.stderr and "Traceback" not in proc.stderr
+    proc = subprocess.run(cmd + flags, **run)
+    assert proc.returncode == 2 and proc.stderr.startswith("usage: python -m vl4pose_jax.data.coco")
 
 
 def test_other_methods_rank_with_their_own_scores(loop, tmp_path):

@@ -1,0 +1,49 @@
+r"""COCO-keypoints datasets: your own labelled images as a TFDS dataset, and labels merged back.
+
+    python -m vl4pose_jax.data.prepare --dataset=coco_keypoints --manual_dir=DIR \
+        [--root=JOINT] [--links=a-b,b-c,...] [--data_dir=...]
+    python -m vl4pose_jax.data.coco merge --manual_dir=DIR --annotations=ANNOTATED.json \
+        --images=FOLDER [--data_dir=...]
+
+`DIR` holds `images/` and COCO keypoints files `train.json` (the labelled set), `test.json`
+(a labelled test set that measures progress) and optionally `pool.json` (labelled, for
+simulations: `python -m experiments.al --dataset=coco_keypoints --rounds=R ...`). Every
+`file_name` is relative to `DIR/images/`; an absolute one, or one with a `..` component, is
+refused (a shared annotation file must not make the tool read or write elsewhere).
+
+Decisions:
+  * Joints: the category's `keypoints`, in file order. The one category with `keypoints` is
+    used (several: the first, unless `--category` names another).
+  * The VL4Pose Bayesian network needs a tree. When the category's 1-based `skeleton` is a
+    tree over all joints it is used, rooted at `--root` (default: the tree's centre, the joint
+    with the smallest greatest distance to the others, lowest index on ties). Otherwise the
+    breadth-first spanning tree of the skeleton from the root, links taken in file order (a
+    joint hangs off the first joint that reaches it; the dropped links are reported); joints
+    the skeleton does not reach hang off the root. `--links=a-b,...` (joint names) replaces
+    the skeleton. What was done is written to `coco_meta.json` beside the dataset and printed.
+  * Left/right pairs for flip augmentation come from the names: `left_X`/`right_X`,
+    `X_left`/`X_right`, `lX`/`rX` (case-insensitive, both present).
+  * Visibility: COCO v = 0 (not labelled) -> -1 (absent), v = 1 (labelled, occluded) -> 0,
+    v = 2 (visible) -> 1, the project's convention; written back the same way. Coordinates are
+    taken as the project's pixel coordinates (pixel centres at integers), unchanged.
+  * People: every non-crowd annotation with at least one labelled keypoint; several per image.
+    Its crop is taken from `bbox` (x, y, w, h), or from the labelled keypoints' box when absent:
+    a square of 1.75 (training: 1.5-2.0) x the box's longer side (`transforms.human_transform`).
+    The PCK normaliser is 0.5 x the box's longer side (pck@0.2 = 10 % of the person's size).
+  * Ids: `<file_name>#<k>`, k = the person's position among its image's annotations sorted by
+    annotation id. Merging appends new images with new image and annotation ids (max + 1), and
+    never touches an image already labelled, so every id of the dataset stays stable.
+
+Several COCO datasets side by side: give each its own `--data_dir` (the skeleton is read from
+the `--data_dir` a dataset is loaded from).
+
+Modules: `files` (reading and checking COCO files, the tree, flip pairs), `dataset`
+(`coco_meta.json`, the spec, the TFDS builder), `commands` (`prepare` and `merge` as library
+calls), `__main__` (the `merge` command line). This package re-exports `files` and `dataset`.
+"""
+from vl4pose_jax.data.coco.dataset import (DOWNLOAD, DOWNLOAD_HELP, META_FILE, NAME, SPLIT_FILES,
+                                           CocoKeypoints, is_coco, meta_path, read_meta,
+                                           skeleton_from_meta, spec)
+from vl4pose_jax.data.coco.files import (FORMAT_HELP, CocoError, CocoFile, Person, bbox_corners,
+                                         check_file_name, flip_pairs, inside, keypoint_category,
+                                         read_coco, read_coco_boxes, tree_links)

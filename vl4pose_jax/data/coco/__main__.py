@@ -1,0 +1,45 @@
+"""`python -m vl4pose_jax.data.coco merge`: annotated labels into a COCO dataset, then a rebuild.
+
+    python -m vl4pose_jax.data.coco merge --manual_dir=DIR --annotations=ANNOTATED.json \
+        --images=FOLDER [--data_dir=...]
+
+The command line of `commands.merge`; `--helpfull` prints the guide of `vl4pose_jax.data.coco`.
+Exit status 0, 1 on bad input (a one-paragraph error), 2 without the `merge` argument.
+"""
+import logging
+import sys
+
+from absl import app, flags
+
+from vl4pose_jax.data import base, coco
+from vl4pose_jax.data.coco import commands
+
+
+def main(argv):
+    f = flags.FLAGS
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if len(argv) != 2 or argv[1] != "merge":
+        print("usage: python -m vl4pose_jax.data.coco merge --manual_dir=DIR "
+              "--annotations=FILE [--images=FOLDER] [--data_dir=...]", file=sys.stderr)
+        return 2
+    try:
+        commands.merge(f.manual_dir, f.annotations, images=f.images, data_dir=f.data_dir)
+    except (coco.CocoError, FileNotFoundError, base.CorruptImageError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _define_flags():
+    flags.DEFINE_string("manual_dir", None, "The dataset's folder (images/, train.json, ...).")
+    flags.DEFINE_string("annotations", None, "The annotated COCO keypoints file to merge.")
+    flags.DEFINE_string("images", None, "Folder its file names are relative to (default: "
+                        "the annotated file's folder).")
+    flags.DEFINE_string("data_dir", None, "TFDS data directory of the dataset.")
+    flags.mark_flags_as_required(["manual_dir", "annotations"])
+
+
+if __name__ == "__main__":
+    _define_flags()
+    sys.modules["__main__"].__doc__ = coco.__doc__  # --helpfull prints the COCO guide
+    app.run(main)
