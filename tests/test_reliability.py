@@ -89,13 +89,13 @@ def test_second_launch_on_a_workdir_is_refused_naming_the_holder(data_dir, tmp_p
                                             (-3.0, r"\(0, 1\]")])
 def test_bad_pre_subset_flag_is_refused(value, message):
     with pytest.raises(protocol.SimulationError, match=message):
-        al.parse_pre_subset(value, 4)
+        protocol.parse_pre_subset(value, 4)
 
 
 def test_pre_subset_flag_parses_fractions_and_counts():
-    assert al.parse_pre_subset(0.5, 4) == 0.5 and isinstance(al.parse_pre_subset(1.0, 4), float)
-    assert al.parse_pre_subset(8.0, 4) == 8 and isinstance(al.parse_pre_subset(8.0, 4), int)
-    assert al.parse_pre_subset(None, 4) is None
+    assert protocol.parse_pre_subset(0.5, 4) == 0.5 and isinstance(protocol.parse_pre_subset(1.0, 4), float)
+    assert protocol.parse_pre_subset(8.0, 4) == 8 and isinstance(protocol.parse_pre_subset(8.0, 4), int)
+    assert protocol.parse_pre_subset(None, 4) is None
     rows = [{"method": "random", "seed": 0, "round": 0, "num_scored": 12}]
     assert al.scored_summary(rows) == "pool records scored per round: random seed 0 round 0: 12"
 
