@@ -60,8 +60,8 @@ def read_field(source: data.Source, key: str) -> list:
 
 def load_data(config: Config) -> Data:
     sp = data.spec(config.dataset)
-    kw = dict(data_dir=config.data_dir, config=config.data_config,
-              build_if_missing=config.dataset.startswith("synthetic"))
+    # generated datasets (synthetic, no manual download) build themselves on first use
+    kw = dict(data_dir=config.data_dir, config=config.data_config, build_if_missing=True)
     parts = [data.load(config.dataset, s, **kw) for s in ("train", "pool") if s in sp.splits]
     test = data.load(config.dataset, "test", **kw)
     ids = [f"{p.split}/{i}" for p in parts for i in p.ids()]
