@@ -1,5 +1,6 @@
-"""The AL simulator: every method runs two rounds, a crashed run resumes to exactly the
-uninterrupted result, a changed config is refused, bad settings fail before any training."""
+"""The AL simulator (`simulate.run`): every method runs two rounds, a crashed run resumes to
+exactly the uninterrupted result, a changed config is refused, bad settings fail before any
+training."""
 import dataclasses
 import json
 import os
