@@ -1,10 +1,18 @@
-"""The synthetic TFDS sets (`synthetic_builders`): seeded bytes, OOD shares, joints inside the
-image, batches."""
+"""The synthetic TFDS sets (`synthetic_builders`): seeded bytes, OOD shares, the validation
+split and its own generator seed, old configs' records unchanged, joints inside the image,
+batches."""
+import hashlib
+import io
+import json
+import pathlib
+
 import numpy as np
 import pytest
+from PIL import Image
 
 from vl4pose_jax.data import builders, loader, synthetic
-from vl4pose_jax.data.synthetic_builders import CONFIGS, _png
+from vl4pose_jax.data.synthetic_builders import (CONFIGS, MAX_SEED, SPLITS, _png,
+                                                 generator_seed)
 
 TINY = {c.name: c for c in CONFIGS}["tiny"]
 
@@ -24,7 +32,7 @@ def _records(name, split, data_dir):
 
 def test_same_seed_gives_identical_bytes(built):
     builders.build("synthetic_human", config="tiny", data_dir=built / "b")
-    for split in ("train", "pool", "test"):
+    for split in SPLITS:
         a = _records("synthetic_human", split, built / "a")
         b = _records("synthetic_human", split, built / "b")
         assert [x["id"] for x in a] == [y["id"] for y in b]
@@ -47,7 +55,7 @@ def test_same_seed_gives_identical_bytes(built):
 @pytest.mark.parametrize("name", ["synthetic_human", "synthetic_hand"])
 def test_ood_shares(built, name):
     sizes = TINY.sizes()
-    for split in ("train", "pool", "test"):
+    for split in SPLITS:
         ood = np.array([r["ood"] for r in _records(name, split, built / "a")])
         assert len(ood) == sizes[split]
         expected = 0 if split == "train" else int(np.floor(TINY.ood_fraction * sizes[split] + 0.5))
@@ -55,8 +63,77 @@ def test_ood_shares(built, name):
         if expected >= 2:
             assert set(np.unique(ood)) == {0, 1, 2}  # both OOD kinds present
     all_ids = sum((loader.load(name, s, data_dir=built / "a", config="tiny").ids()
-                   for s in ("train", "pool", "test")), [])
+                   for s in SPLITS), [])
     assert len(set(all_ids)) == len(all_ids)  # splits never share an example
+
+
+def test_validation_has_its_own_generator_seed(built):
+    seeds = [generator_seed(split, s) for s in (0, 1, 2, 5, MAX_SEED - 1) for split in SPLITS]
+    assert len(set(seeds)) == len(seeds)
+    assert [generator_seed(split, 4) for split in SPLITS[:3]] == [12, 13, 14]
+    with pytest.raises(ValueError):
+        generator_seed("validation", MAX_SEED)
+    # Its records are the generator's at that seed and share no image with another split.
+    val = _records("synthetic_human", "validation", built / "a")
+    kinds = synthetic.assign_ood(TINY.num_validation, TINY.ood_fraction,
+                                 generator_seed("validation", 0))
+    ex = synthetic.human_example(generator_seed("validation", 0), 3,
+                                 image_size=TINY.image_size, ood_kind=str(kinds[3]))
+    assert val[3]["image"] == _png(ex["image"])
+    assert val[3]["id"].decode() == "validation:synthetic_human/300000000/0000003"
+    others = {r["image"] for split in SPLITS[:3]
+              for r in _records("synthetic_human", split, built / "a")}
+    assert not others & {r["image"] for r in val}
+    report = json.loads((pathlib.Path(builders.get_builder(
+        "synthetic_human", data_dir=built / "a", config="tiny").data_dir)
+                         / "build_report.json").read_text())
+    assert report["splits"]["validation"] == report["built_splits"]["validation"] == 16
+
+
+def _digest(name, split, data_dir, config="tiny", version=None):
+    """sha256 (16 hex digits) of a split's ids, decoded pixels and labels, in record order."""
+    builder = builders.get_builder(name, data_dir=data_dir, config=config, version=version)
+    h = hashlib.sha256()
+    for r in builder.as_data_source(split):
+        h.update(r["id"])
+        h.update(np.asarray(Image.open(io.BytesIO(r.get("image", r.get("depth"))))).tobytes())
+        for key in ("joints", "visibility", "normalizer", "ood"):
+            if key in r:
+                h.update(np.asarray(r[key]).tobytes())
+    return h.hexdigest()[:16]
+
+
+# The tiny config's train / pool / test as built by version 1.1.0 (before the validation split).
+TINY_1_1_DIGESTS = {
+    "synthetic_human": {"train": "21c2fbbf0198b786", "pool": "a0071117cab5ad4d",
+                        "test": "0bc4862eda4f8ada"},
+    "synthetic_hand": {"train": "13e437072a8044ec", "pool": "bfb393ac1e1eca49",
+                       "test": "a80c89ca83eaf437"},
+}
+
+
+@pytest.mark.parametrize("name", ["synthetic_human", "synthetic_hand"])
+def test_old_configs_keep_their_train_pool_and_test(built, name, tmp_path):
+    assert {s: _digest(name, s, built / "a") for s in SPLITS[:3]} == TINY_1_1_DIGESTS[name]
+    # Version 1.1.0 still builds: the same three splits, byte for byte, and no validation.
+    old = builders.get_builder(name, data_dir=tmp_path, config="tiny", version="1.1.0")
+    old.download_and_prepare()
+    assert list(old.info.splits) == list(SPLITS[:3])
+    new = pathlib.Path(builders.get_builder(name, data_dir=built / "a", config="tiny").data_dir)
+    for split in SPLITS[:3]:
+        (shard_old,), (shard_new,) = (sorted(pathlib.Path(d).glob(f"*-{split}.array_record*"))
+                                      for d in (old.data_dir, new))
+        assert shard_old.read_bytes() == shard_new.read_bytes()
+
+
+@pytest.mark.parametrize("name", ["synthetic_human", "synthetic_hand"])
+def test_old_configs_keep_their_train_pool_and_test(built, name, tmp_path):
+    assert {s: _digest(name, s, built / "a") for s in SPLITS[:3]} == TINY_1_1_DIGESTS[name]
+    # TFDS generates only the current version; 1.1.0 stays a version that opens when built.
+    old = builders.get_builder(name, data_dir=tmp_path, config="tiny", version="1.1.0")
+    assert str(old.version) == "1.1.0" and not old.is_prepared()
+    with pytest.raises(ValueError, match="too old"):
+        old.download_and_prepare()
 
 
 def test_human_joints_inside_the_image(built):

@@ -125,10 +125,10 @@ register("nyu", DatasetSpec("nyu", "hand", skeletons.nyu14, ("pool", "test"),
 register(coco.NAME, coco.spec, coco.CocoKeypoints,
          download=coco.DOWNLOAD_HELP + " (see vl4pose_jax/data/coco/__init__.py)")
 register("synthetic_human", DatasetSpec("synthetic_human", "human", skeletons.lsp14,
-                                        ("train", "pool", "test"), metric="pck"),
+                                        synthetic_builders.SPLITS, metric="pck"),
          synthetic_builders.SyntheticHuman, download=_GENERATED)
 register("synthetic_hand", DatasetSpec("synthetic_hand", "hand", skeletons.icvl16,
-                                       ("train", "pool", "test"),
+                                       synthetic_builders.SPLITS,
                                        hands.INTRINSICS["synthetic_hand"],
                                        hands.CUBE_MM["synthetic_hand"], "mm"),
          synthetic_builders.SyntheticHand, download=_GENERATED)

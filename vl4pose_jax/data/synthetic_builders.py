@@ -1,21 +1,25 @@
 """TFDS builders for the built-in synthetic sets (`synthetic/`): no download, fully seeded.
 
 `synthetic_human` and `synthetic_hand` have splits `train` (the initial labelled set, never
-OOD), `pool` and `test` (each with a share `ood_fraction` of out-of-distribution examples,
-flagged per example in `ood`, an index into `OOD_KINDS`). Sizes, OOD share, seed and the human
-image size are a `SyntheticConfig`; built-in configs:
+OOD), `pool`, `test` and `validation` (each with a share `ood_fraction` of out-of-distribution
+examples, flagged per example in `ood`, an index into `OOD_KINDS`). Sizes, OOD share, seed and
+the human image size are a `SyntheticConfig`; built-in configs (train / pool / test /
+validation):
 
-  default  1,000 / 5,000 / 1,000, 20 % OOD, 128 px people
-  small    200 / 1,000 / 200, 20 % OOD (the CPU regime: the README's first command)
-  tiny     16 / 32 / 16, 25 % OOD (tests)
+  default  1,000 / 5,000 / 1,000 / 1,000, 20 % OOD, 128 px people
+  small    200 / 1,000 / 200 / 200, 20 % OOD (the CPU regime: the README's first command)
+  tiny     16 / 32 / 16 / 16, 25 % OOD (tests)
 
 Build with `builders.build("synthetic_human", config="tiny", data_dir=...)` or
 `python -m vl4pose_jax.data.prepare --dataset=synthetic_human --config=tiny`. Split k of seed s
-draws its examples with generator seed 3 s + k (train 0, pool 1, test 2), so the splits never
+draws its examples with generator seed 3 s + k (train 0, pool 1, test 2) and the validation
+split with its own, `VALIDATION_SEED` + s (`generator_seed`), so no two splits of any configs
 share an example. Records hold the same features as the real builders: people as lossless PNG
 bytes (the stored pixels are exactly the generator's, so the same seed gives identical bytes),
 hands as 16-bit depth PNGs (ICVL intrinsics, so synthetic hands go through the same crop as
-ICVL). Stable ids: "<split>:<generator id>".
+ICVL). Stable ids: "<split>:<generator id>". Version 1.2.0 added the validation split; train,
+pool and test are those of 1.1.0. TFDS generates only a builder's current version, so 1.1.0
+cannot be built any more; a 1.1.0 build already on disk still opens (`version="1.1.0"`).
 """
 from __future__ import annotations
 
@@ -29,7 +33,19 @@ from vl4pose_jax import skeletons
 from vl4pose_jax.data import base, formats, synthetic
 from vl4pose_jax.data.spec import OOD_KINDS
 
-SPLITS = ("train", "pool", "test")
+SPLITS = ("train", "pool", "test", "validation")
+MAX_SEED = 10**8  # config seeds are below this, so that no two splits share a generator seed
+VALIDATION_SEED = 3 * MAX_SEED  # above every train / pool / test generator seed
+
+
+def generator_seed(split: str, seed: int) -> int:
+    """The generator seed of `split` of config seed `seed`: 3 seed + 0 / 1 / 2 for train / pool
+    / test, `VALIDATION_SEED` + seed for validation; distinct over every split and seed."""
+    if not 0 <= seed < MAX_SEED:
+        raise ValueError(f"synthetic config seed must be in [0, {MAX_SEED}), got {seed}")
+    if split == "validation":
+        return VALIDATION_SEED + seed
+    return 3 * seed + SPLITS.index(split)
 
 
 @dataclasses.dataclass(eq=False)
@@ -37,20 +53,26 @@ class SyntheticConfig(tfds.core.BuilderConfig):
     num_train: int = 1000
     num_pool: int = 5000
     num_test: int = 1000
+    num_validation: int = 1000
     ood_fraction: float = 0.2
     seed: int = 0
     image_size: int = 128  # people only
 
     def sizes(self):
-        return dict(train=self.num_train, pool=self.num_pool, test=self.num_test)
+        return dict(train=self.num_train, pool=self.num_pool, test=self.num_test,
+                    validation=self.num_validation)
 
 
+_V1_1 = ["1.1.0"]  # builds of the configs that existed then still open
 CONFIGS = (
-    SyntheticConfig(name="default", description="1,000 / 5,000 / 1,000, 20 % OOD"),
-    SyntheticConfig(name="small", description="200 / 1,000 / 200, 20 % OOD",
-                    num_train=200, num_pool=1000, num_test=200),
-    SyntheticConfig(name="tiny", description="16 / 32 / 16, 25 % OOD (tests)",
-                    num_train=16, num_pool=32, num_test=16, ood_fraction=0.25),
+    SyntheticConfig(name="default", description="1,000 / 5,000 / 1,000 / 1,000, 20 % OOD",
+                    supported_versions=_V1_1),
+    SyntheticConfig(name="small", description="200 / 1,000 / 200 / 200, 20 % OOD",
+                    num_train=200, num_pool=1000, num_test=200, num_validation=200,
+                    supported_versions=_V1_1),
+    SyntheticConfig(name="tiny", description="16 / 32 / 16 / 16, 25 % OOD (tests)",
+                    num_train=16, num_pool=32, num_test=16, num_validation=16,
+                    ood_fraction=0.25, supported_versions=_V1_1),
 )
 
 
@@ -63,20 +85,23 @@ def _png(rgb) -> bytes:
 
 class _SyntheticBase(base.Builder, skip_registration=True):
     BUILDER_CONFIGS = list(CONFIGS)
-    # 1.1.0: one colour palette for every split (1.0.0 seeded it per split).
-    VERSION = tfds.core.Version("1.1.0")
+    VERSION = tfds.core.Version("1.2.0")
+    RELEASE_NOTES = {"1.1.0": "one colour palette for every split (1.0.0 seeded it per split)",
+                     "1.2.0": "a validation split with its own generator seed; train, pool and "
+                              "test unchanged"}
     NEEDS_MANUAL_DIR = False
     DOWNLOAD = "built-in generator: no download needed."
 
     def _split_generators(self, dl_manager):
         cfg = self.builder_config
         out = {}
-        for k, split in enumerate(SPLITS):
+        for split in SPLITS:
             num = cfg.sizes()[split]
             self.report["splits"][split] = num
             if num > 0:
                 frac = 0.0 if split == "train" else cfg.ood_fraction
-                out[split] = self._generate_examples(split, 3 * cfg.seed + k, num, frac)
+                out[split] = self._generate_examples(split, generator_seed(split, cfg.seed), num,
+                                                     frac)
         self.report["notes"].append(f"config {cfg.name}: {cfg.sizes()}, ood {cfg.ood_fraction}, "
                                     f"seed {cfg.seed}")
         return out
