@@ -4,12 +4,13 @@ import shutil
 
 import numpy as np
 import pytest
+import tensorflow_datasets as tfds
 from PIL import Image
 from scipy import io as sio
 
 from conftest import lspet_manual_dir, require_shared_data
 from vl4pose_jax import skeletons
-from vl4pose_jax.data import base, builders, formats, hands, loader
+from vl4pose_jax.data import base, builders, formats, hands, loader, real_builders
 
 N_LSPET = 40  # images copied into each temp manual dir
 
@@ -32,8 +33,9 @@ def test_lspet_subset_builds_and_loads(lspet_built):
     assert report["labels"] == 10000 and report["missing_images"] == 10000 - N_LSPET
     pool = loader.load("lspet", "pool", data_dir=lspet_built)
     test = loader.load("lspet", "test", data_dir=lspet_built)
-    assert len(pool) + len(test) == N_LSPET and len(test) >= 1
-    ids = pool.ids() + test.ids()
+    validation = loader.load("lspet", "validation", data_dir=lspet_built)
+    assert len(pool) + len(validation) + len(test) == N_LSPET and len(test) >= 1
+    ids = pool.ids() + validation.ids() + test.ids()
     assert sorted(ids) == [f"{formats.lsp_image_name(i, extended=True)}#0" for i in range(N_LSPET)]
     # records keep the labels: joints and visibility of image k equal the file's
     labels = formats.read_lsp_mat(lspet_built.parent / "lspet_dataset" / "joints.mat")
@@ -52,15 +54,92 @@ def test_lspet_subset_builds_and_loads(lspet_built):
         assert t["normalizer"] == pytest.approx(formats.torso_size(t["joints"], t["visibility"]))
 
 
+def _split_ids(data_dir, name="lspet"):
+    """{split: set of ids} of every split built in `data_dir`."""
+    return {s: set(loader.load(name, s, data_dir=data_dir).ids())
+            for s in builders.get_builder(name, data_dir=data_dir).info.splits}
+
+
 def test_lspet_split_is_stable_under_subsets(lspet_built, shared_data, tmp_path):
-    manual = _lspet_manual(shared_data, tmp_path, n=20, start=10)
+    manual = _lspet_manual(shared_data, tmp_path, n=20, start=1)
     builders.build("lspet", manual_dir=manual, data_dir=tmp_path / "tfds")
-    first = {s: set(loader.load("lspet", s, data_dir=lspet_built).ids()) for s in ("pool", "test")}
-    second = {s: set(loader.load("lspet", s, data_dir=tmp_path / "tfds").ids())
-              for s in ("pool", "test") if s in builders.get_builder(
-                  "lspet", data_dir=tmp_path / "tfds").info.splits}
-    for split, ids in second.items():
-        assert ids <= first[split]
+    first, second = _split_ids(lspet_built), _split_ids(tmp_path / "tfds")
+    assert set(first) == set(second) == {"pool", "validation", "test"}
+    present = set().union(*second.values())
+    for split, ids in second.items():  # each image keeps its split, whatever else is present
+        assert ids == first[split] & present
+
+
+def test_lspet_validation_split(lspet_built, shared_data, tmp_path):
+    """Validation: carved from the pool side by the documented rule (10 % of the images whose
+    torso is labelled, by a hash of the name), disjoint from pool and test, in the report, and
+    the same in a second build of the same files."""
+    splits = _split_ids(lspet_built)
+    val, pool, test = splits["validation"], splits["pool"], splits["test"]
+    assert not (val & pool) and not (val & test) and not (pool & test)
+    labels = formats.read_lsp_mat(shared_data / "lspet" / "joints.mat")
+    expected_val, expected_test = set(), set()
+    for i in range(N_LSPET):
+        name = formats.lsp_image_name(i, extended=True)
+        torso = np.isfinite(formats.torso_size(labels.joints[i], labels.visibility[i]))
+        if torso and base.stable_fraction(f"{name}#0") < real_builders.LSPET_TEST_FRACTION:
+            expected_test.add(f"{name}#0")
+        elif torso and base.in_validation(name, 0.10):
+            expected_val.add(f"{name}#0")
+    assert test == expected_test and val == expected_val and len(val) == 2
+    report = json.loads(next(lspet_built.glob("lspet/2.0.0/build_report.json")).read_text())
+    assert report["built_splits"]["validation"] == report["validation"]["people"] == len(val)
+    assert report["validation"]["source"] == "pool" and report["validation"]["fraction"] == 0.1
+    again = tmp_path / "again"
+    builders.build("lspet", manual_dir=lspet_built.parent / "lspet_dataset", data_dir=again)
+    assert _split_ids(again) == splits
+
+
+def test_validation_sizes_on_the_full_label_files(shared_data, tmp_path):
+    """The rule on every label of LSPET (10,000) and NYU's training set (72,757 names): the
+    sizes the docs give, and the paper protocols still fit (lsp / lspet: 1,000 initial labels
+    + 5 x 1,000 acquisitions; NYU, CKE: 1,000 + 9 x 1,000)."""
+    lspet = real_builders._plan_lsp_images(shared_data / "lspet", extended=True, what="lspet",
+                                           instructions="")
+    builder = real_builders.Lspet(data_dir=tmp_path)
+    torso = real_builders._torso_known
+    test = {it.id for it in lspet
+            if torso(it) and base.stable_fraction(it.id) < real_builders.LSPET_TEST_FRACTION}
+    pool, val = builder.carve_validation([it for it in lspet if it.id not in test], "pool",
+                                         torso)
+    assert (len(pool), len(val), len(test)) == (8304, 742, 954)
+    assert len(pool) >= 1000 + 5 * 1000
+    for it in lspet:
+        it.id = "lspet/" + it.id
+    pool, val = real_builders.Lsp(data_dir=tmp_path).carve_validation(lspet, "pool", torso)
+    assert (len(pool), len(val)) == (9134, 866) and len(pool) >= 5 * 1000
+    nyu = [base.Planned(f"train/depth_1_{i + 1:07d}.png#0", None, None, None)
+           for i in range(72757)]
+    pool, val = real_builders.Nyu(data_dir=tmp_path).carve_validation(nyu, "pool")
+    assert (len(pool), len(val)) == (71258, 1499) and len(pool) >= 10 * 1000
+    fractions = {cls.name: cls.VALIDATION_FRACTION for cls in (
+        real_builders.Lsp, real_builders.Lspet, real_builders.Mpii, real_builders.Icvl,
+        real_builders.Nyu)}
+    assert fractions == dict(lsp=0.1, lspet=0.1, mpii=0.1, icvl=0.01, nyu=0.02)
+
+
+def test_build_before_validation_is_named_with_the_rebuild_command(shared_data, tmp_path,
+                                                                 monkeypatch):
+    """A build of the 1.0.0 layout (no validation split) is never read: loading any split
+    names the old version and the command that rebuilds."""
+    manual = _lspet_manual(shared_data, tmp_path, n=12)
+    with monkeypatch.context() as m:
+        m.setattr(real_builders.Lspet, "VERSION", tfds.core.Version("1.0.0"))
+        m.setattr(base.Builder, "carve_validation", lambda self, items, *a, **k: (items, []))
+        builders.build("lspet", manual_dir=manual, data_dir=tmp_path / "tfds")
+    assert not builders.get_builder("lspet", data_dir=tmp_path / "tfds").is_prepared()
+    for split in ("validation", "pool"):
+        with pytest.raises(builders.DatasetNotPreparedError,
+                           match=r"(?s)built by version 1\.0\.0.*validation.*Rebuild it with:\n"
+                                 r"  python -m vl4pose_jax.data.prepare --dataset=lspet "):
+            loader.load("lspet", split, data_dir=tmp_path / "tfds")
+    builders.build("lspet", manual_dir=manual, data_dir=tmp_path / "tfds")
+    assert loader.load("lspet", "validation", data_dir=tmp_path / "tfds").ids() == ["im00002.jpg#0"]
 
 
 def test_lspet_batches(lspet_built):
@@ -123,9 +202,9 @@ def test_corrupt_image_is_named_or_skipped_and_listed(shared_data, tmp_path):
     with pytest.raises(builders.CorruptImageError, match="im00004.jpg"):
         builders.build("lspet", manual_dir=manual, data_dir=tmp_path / "a")
     b = builders.build("lspet", manual_dir=manual, data_dir=tmp_path / "b", skip_corrupt=True)
-    listed = (tmp_path / "b" / "lspet" / "1.0.0" / "corrupt_files.txt").read_text().split()
+    listed = (tmp_path / "b" / "lspet" / "2.0.0" / "corrupt_files.txt").read_text().split()
     assert listed == [str(victim)]
-    report = json.loads((tmp_path / "b" / "lspet" / "1.0.0" / "build_report.json").read_text())
+    report = json.loads((tmp_path / "b" / "lspet" / "2.0.0" / "build_report.json").read_text())
     assert report["corrupt"] == [str(victim)]
     ids = sum((loader.load("lspet", s, data_dir=tmp_path / "b").ids()
                for s in b.info.splits), [])
@@ -148,7 +227,7 @@ def test_nan_and_absurd_coordinates_are_masked_and_counted(tmp_path):
     for i in range(n):
         Image.new("RGB", (100, 160)).save(manual / "images" / formats.lsp_image_name(i, extended=True))
     builders.build("lspet", manual_dir=manual, data_dir=tmp_path / "tfds")
-    report = json.loads((tmp_path / "tfds" / "lspet" / "1.0.0" / "build_report.json").read_text())
+    report = json.loads((tmp_path / "tfds" / "lspet" / "2.0.0" / "build_report.json").read_text())
     assert report["masked_joints"] == 3
     b = builders.get_builder("lspet", data_dir=tmp_path / "tfds")
     examples = {}
@@ -187,6 +266,42 @@ def test_lsp_protocol_with_blank_images(shared_data, tmp_path):
         np.testing.assert_array_equal(train[k]["visibility"], lsp.visibility[i])
     all_vis = np.stack([train[k]["visibility"] for k in range(3)])
     assert (all_vis >= 0).all() and (all_vis == 0).any()  # occluded, never absent
+    # Validation comes from the pool side, and a pool of 5 images is too small to give any.
+    report = json.loads((tmp_path / "tfds" / "lsp" / "2.0.0" / "build_report.json").read_text())
+    assert "no validation split: 'pool' has 5 images, fewer than 10" in report["notes"]
+    assert report["validation"]["people"] == 0 and "validation" not in report["built_splits"]
+    with pytest.raises(KeyError, match=r"no split 'validation'.*build_report\.json"):
+        loader.load("lsp", "validation", data_dir=tmp_path / "tfds")
+
+
+def test_mpii_validation_comes_from_the_pool_images(tmp_path):
+    """MPII without Newell's files: test = a stable 30 % of the images, validation = 10 % of
+    the other images with all their people, pool = the rest."""
+    manual = tmp_path / "mpii"
+    (manual / "images").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    people = []
+    for i in range(60):
+        image = f"{i:09d}.jpg"
+        Image.new("RGB", (120, 120)).save(manual / "images" / image)
+        for _ in range(1 + i % 2):  # one or two people per image
+            people.append(dict(image=image, joints=rng.uniform(10, 110, (16, 2)).tolist(),
+                               joints_vis=[1] * 16, center=[60, 60], scale=0.5))
+    (manual / "train.json").write_text(json.dumps(people))
+    builders.build("mpii", manual_dir=manual, data_dir=tmp_path / "tfds")
+    splits = _split_ids(tmp_path / "tfds", "mpii")
+    image_of = lambda ids: {i.split("#")[0] for i in ids}
+    images = {s: image_of(ids) for s, ids in splits.items()}
+    assert not (images["validation"] & images["pool"]) and not (images["validation"]
+                                                                 & images["test"])
+    assert images["test"] == {im for im in image_of(sum(map(list, splits.values()), []))
+                              if base.stable_fraction(im) < real_builders.MPII_TEST_FRACTION}
+    assert images["validation"] == {im for im in images["validation"] | images["pool"]
+                                    if base.in_validation(im, 0.10)}
+    assert images["validation"] and sum(map(len, splits.values())) == len(people)
+    report = json.loads((tmp_path / "tfds" / "mpii" / "2.0.0" / "build_report.json").read_text())
+    assert report["validation"]["images"] == len(images["validation"])
+    assert report["validation"]["people"] == len(splits["validation"])
 
 
 def test_mpii_sample_builds_with_newell_split(shared_data, tmp_path):
@@ -198,7 +313,7 @@ def test_mpii_sample_builds_with_newell_split(shared_data, tmp_path):
     test = loader.load("mpii", "test", data_dir=tmp_path / "tfds")
     # two sample people lack knees/ankles (joints_vis 0): not all 16 annotated, left out
     assert test.ids() == ["005808361.jpg#0", "052475643.jpg#0", "060754485.jpg#0"]
-    report = json.loads((tmp_path / "tfds" / "mpii" / "1.0.0" / "build_report.json").read_text())
+    report = json.loads((tmp_path / "tfds" / "mpii" / "2.0.0" / "build_report.json").read_text())
     assert "2 people without all 16 joints left out" in report["notes"]
     valid = formats.read_newell_valid(manual / "valid.h5")
     assert test[0]["normalizer"] == pytest.approx(valid.normalize[0])
@@ -258,8 +373,9 @@ def test_nyu_builds_from_real_frame(shared_data, tmp_path):
     with pytest.raises(FileNotFoundError, match="joint_data.mat"):
         builders.build("nyu", manual_dir=tmp_path / "empty_dir_missing", data_dir=tmp_path / "x")
     builders.build("nyu", manual_dir=manual, data_dir=tmp_path / "tfds")
-    report = json.loads((tmp_path / "tfds" / "nyu" / "1.0.0" / "build_report.json").read_text())
+    report = json.loads((tmp_path / "tfds" / "nyu" / "2.0.0" / "build_report.json").read_text())
     assert report["missing_images"] == 8251 + 2 and report["splits"]["pool"] == 0
+    assert report["splits"]["validation"] == 0 and report["validation"]["source"] == "pool"
     test = loader.load("nyu", "test", data_dir=tmp_path / "tfds")
     assert test.ids() == ["test/depth_1_0000001.png#0"]
     stored = formats.decode_depth_icvl(test[0]["depth"])  # converted to 16-bit grey mm

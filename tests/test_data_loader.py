@@ -83,13 +83,13 @@ def test_subset_keeps_record_indices_and_ids(pool):
 def test_worker_processes_give_the_same_records(pool):
     def per_id(num_workers):
         ld = loader.make_loader(pool, batch_size=4, seed=1, train=True, image_size=32,
-                                num_epochs=1, num_workers=num_workers)
+                                num_epochs=1, num_workers=num_workers, drop_remainder=False)
         out = {}
         for b in ld:
             for k, i in enumerate(b["id"]):
                 out[str(i)] = b["joints"][k]
         return out
     single, multi = per_id(0), per_id(2)
-    assert set(single) == set(multi) and len(single) >= 8
+    assert set(single) == set(multi) == set(pool.ids()) and len(single) >= 8
     for k in single:
         np.testing.assert_array_equal(single[k], multi[k])

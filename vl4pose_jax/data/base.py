@@ -6,7 +6,9 @@ need no TensorFlow. It checks the manual directory, keeps the labels whose image
 (counting the rest), masks NaN/Inf or absurd coordinates (`sanitize_human`, `sanitize_hand`:
 more than one image size outside the image; hand depth <= 0 or > 5 m), raises
 `CorruptImageError` on an undecodable image (or skips and lists it with `skip_corrupt=True`)
-and fills `report`, which `builders.build` writes to `build_report.json`.
+and fills `report`, which `builders.build` writes to `build_report.json`. `carve_validation`
+moves the images of a training-side split whose name hashes below `VALIDATION_FRACTION` into a
+`validation` split (the rule in its docstring), so a record's split depends on its id alone.
 
 Human examples: `id` (stable: "<image file>#<person>"), `image` (the original JPEG bytes),
 `joints` (J, 2) float32 original image px in skeleton order, `visibility` (J,) int8 (1 visible,
@@ -32,8 +34,16 @@ from vl4pose_jax.data import formats
 
 log = logging.getLogger(__name__)
 
-VERSION = "1.0.0"
+# The version of every builder that reads downloaded files (generated ones pin their own).
+VERSION = "2.0.0"
+RELEASE_NOTES = {
+    "1.0.0": "train / pool / test splits",
+    "2.0.0": "adds a `validation` split carved from the training side, whose records left pool "
+             "or train",
+}
 MAX_HAND_DEPTH_MM = 5000.0
+VALIDATION_FRACTION = 0.10  # share of a training-side split's images moved into `validation`
+MIN_VALIDATION_SIDE = 10    # a side with fewer images keeps them all (no validation split)
 
 
 class CorruptImageError(OSError):
@@ -46,6 +56,17 @@ class CorruptImageError(OSError):
 def stable_fraction(key: str) -> float:
     """A number in [0, 1) fixed by `key` (sha1), for splits that survive partial downloads."""
     return int.from_bytes(hashlib.sha1(key.encode()).digest()[:8], "big") / 2.0**64
+
+
+def image_key(example_id: str) -> str:
+    """The image part of a stable id ("<image>#<person>" -> "<image>")."""
+    return example_id.rsplit("#", 1)[0]
+
+
+def in_validation(key: str, fraction: float = VALIDATION_FRACTION) -> bool:
+    """Whether the image `key` belongs to the validation split: sha1 of "validation/" + key (a
+    hash independent of the one that draws test splits) below `fraction`."""
+    return stable_fraction("validation/" + key) < fraction
 
 
 def find_first(root: pathlib.Path, candidates) -> pathlib.Path | None:
@@ -165,17 +186,19 @@ class Builder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     """
 
     VERSION = tfds.core.Version(VERSION)
+    RELEASE_NOTES = RELEASE_NOTES
     KIND = "human"  # or "hand"
     SKELETON = skeletons.lsp14
     DOWNLOAD = ""  # where to get the data and what the manual directory must hold
     NEEDS_MANUAL_DIR = True  # False: built from nothing (`load(build_if_missing=True)` builds it)
+    VALIDATION_FRACTION = VALIDATION_FRACTION  # `carve_validation`'s share of the side's images
 
     def __init__(self, *, skip_corrupt: bool = False, manual_dir=None, **kwargs):
         self.skip_corrupt = skip_corrupt
         self.manual_dir = manual_dir
         self.report = dict(dataset=None, labels=0, missing_images=0, missing_examples=[],
                            masked_joints=0, dropped_no_joints=0, corrupt=[], splits={},
-                           notes=[])
+                           validation=None, notes=[])
         kwargs.setdefault("file_format", "array_record")
         super().__init__(**kwargs)
         self.report["dataset"] = self.name
@@ -226,6 +249,41 @@ class Builder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
                 if len(self.report["missing_examples"]) < 20:
                     self.report["missing_examples"].append(str(p.path))
         return present
+
+    def carve_validation(self, items: list[Planned], side: str, eligible=None,
+                         condition: str = ""):
+        """Split `items` (the `side` split, e.g. "pool") into (kept, validation).
+
+        An item goes to validation when its image (`image_key`) passes `in_validation` with the
+        builder's `VALIDATION_FRACTION` and, if given, `eligible(item)` holds (`condition` says
+        what it checks, for the report); the people of an image go together unless `eligible`
+        tells them apart. The rule reads the id alone, so an image lands in the same split in
+        every build, whatever else is present (a partial download, labels merged later): it
+        never moves between the side and validation once the side holds `MIN_VALIDATION_SIDE`
+        images (a smaller side keeps them all). The rule and the size go to
+        `report["validation"]`, with a note when the split is empty.
+        """
+        images = {image_key(it.id) for it in items}
+        carve = len(images) >= MIN_VALIDATION_SIDE
+        kept, validation = [], []
+        for it in items:
+            chosen = (carve and in_validation(image_key(it.id), self.VALIDATION_FRACTION)
+                      and (eligible is None or eligible(it)))
+            (validation if chosen else kept).append(it)
+        self.report["validation"] = dict(
+            source=side, fraction=self.VALIDATION_FRACTION, side_images=len(images),
+            images=len({image_key(it.id) for it in validation}), people=len(validation),
+            rule=f"images of {side!r} with sha1('validation/' + image) < "
+                 f"{self.VALIDATION_FRACTION:g}" + (f", {condition}" if condition else ""))
+        if not carve:
+            self.report["notes"].append(
+                f"no validation split: {side!r} has {len(images)} images, fewer than "
+                f"{MIN_VALIDATION_SIDE}")
+        elif not validation:
+            self.report["notes"].append(
+                f"no validation split: none of the {len(images)} images of {side!r} hashes "
+                "into it")
+        return kept, validation
 
     def _split_generators(self, dl_manager):
         manual = require_dir(self.manual_dir or getattr(dl_manager, "_manual_dir", None),

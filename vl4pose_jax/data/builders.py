@@ -14,7 +14,9 @@ and counted. Every count goes to the log and to `build_report.json` beside the d
 writes into an `incomplete.*` folder and renames it only when the build has finished, so an
 interrupted build never loads as complete (`load` then says which command to run, and raises
 `DatasetNotPreparedError`); the next build deletes such leftovers (builds of one dataset config
-take turns through a `locking.FolderLock`).
+take turns through a `locking.FolderLock`). A build by another version of the builder (e.g. one
+from before the `validation` split) is never read: `load` names it and the command that
+rebuilds (`not_prepared_message`).
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ import json
 import logging
 import os
 import pathlib
+import re
 import shutil
 
 from vl4pose_jax import locking
@@ -88,10 +91,47 @@ def _build_locked(name, builder, manual_dir):
     log.info("%s built in %s: %s", name, out, json.dumps(
         {k: report[k] for k in ("labels", "missing_images", "masked_joints", "dropped_no_joints",
                                 "built_splits")}))
+    if report.get("validation"):
+        log.info("%s: %s", name, validation_summary(report))
     if report["corrupt"]:
         log.warning("%s: %d corrupt images skipped, listed in %s", name, len(report["corrupt"]),
                     out / "corrupt_files.txt")
     return builder
+
+
+def validation_summary(report: dict) -> str:
+    """One line on a build report's validation split: its size and rule, or why there is none."""
+    v = report["validation"]
+    if not v["people"]:
+        why = [n for n in report["notes"] if n.startswith("no validation split")]
+        return why[0] if why else "no validation split"
+    return (f"validation = {v['people']} people of {v['images']} images, taken out of "
+            f"{v['source']!r} ({v['side_images']} images): {v['rule']}")
+
+
+def other_builds(builder) -> list[str]:
+    """Versions of the builder's dataset completely built beside its own (older layouts)."""
+    folder = pathlib.Path(builder.data_dir).parent
+    if not folder.is_dir():
+        return []
+    return sorted(p.parent.name for p in folder.glob("*/dataset_info.json")
+                  if re.fullmatch(r"\d+\.\d+\.\d+", p.parent.name)
+                  and p.parent.name != str(builder.version))
+
+
+def not_prepared_message(name: str, builder, data_dir=None, config=None) -> str:
+    """Why `name` cannot be read from `builder.data_dir`, and the command that builds it."""
+    label = f"dataset {name!r}{'' if config is None else f' (config {config!r})'}"
+    command = prepare_command(name, data_dir=data_dir, config=config)
+    old = other_builds(builder)
+    if old:
+        folder = pathlib.Path(builder.data_dir).parent
+        change = builder.RELEASE_NOTES.get(str(builder.version), "another layout")
+        return (f"{label} in {folder} was built by version {', '.join(old)} of its builder, "
+                f"not by this version {builder.version} ({change}); an old build is never read. "
+                f"Rebuild it with:\n  {command}\n(then the old build can be deleted: "
+                f"{', '.join(str(folder / v) for v in old)})")
+    return f"{label} is not built in {builder.data_dir}. Build it with:\n  {command}"
 
 
 def prepare_command(name: str, data_dir=None, config=None) -> str:

@@ -31,6 +31,7 @@ fixed by (`seed`, `num_workers`): resume with the same `num_workers`.
 """
 from __future__ import annotations
 
+import pathlib
 import zlib
 from typing import Sequence
 
@@ -105,21 +106,21 @@ def load(name: str, split: str, *, data_dir=None, config=None,
          build_if_missing: bool = False) -> Source:
     """Open one split of a built dataset. Raises `DatasetNotPreparedError` (naming the command
     that builds it) when it has not been built into `data_dir` (default: `$VL4POSE_DATA_DIR`,
-    else ~/tensorflow_datasets). `build_if_missing=True` builds a set that needs no download
-    (the synthetic ones) on first use instead."""
+    else ~/tensorflow_datasets) by this version of its builder (a build from before the
+    `validation` split is named, never read). `build_if_missing=True` builds a set that needs
+    no download (the synthetic ones) on first use instead."""
     sp = registry.spec(name, data_dir=data_dir)
     builder = builders.get_builder(name, data_dir=data_dir, config=config)
     if not builder.is_prepared() and build_if_missing and not builder.NEEDS_MANUAL_DIR:
         builder = builders.build(name, data_dir=data_dir, config=config)
     if not builder.is_prepared():
         raise builders.DatasetNotPreparedError(
-            f"dataset {name!r}{'' if config is None else f' (config {config!r})'} is not built in "
-            f"{builder.data_dir}. Build it with:\n  "
-            + builders.prepare_command(name, data_dir=data_dir, config=config))
+            builders.not_prepared_message(name, builder, data_dir=data_dir, config=config))
     available = list(builder.info.splits.keys())
     if split not in available:
         raise KeyError(f"{name!r} has no split {split!r} in this build (built: {available}; "
-                       f"a split with no example present is left out, see build_report.json)")
+                       "a split with no example present is left out, see "
+                       f"{pathlib.Path(builder.data_dir) / 'build_report.json'})")
     return Source(builder.as_data_source(split), sp, split)
 
 

@@ -3,16 +3,22 @@
     builders.build("lspet", manual_dir=".../lspet_dataset", data_dir=...)
     python -m vl4pose_jax.data.prepare --dataset=lspet --manual_dir=...   # the same, as a command
 
-Splits (every dataset has `pool` and `test`; `train` is a fixed initial labelled set):
-  lsp   train = LSP 1-1000, pool = LSPET (10,000; ids "lspet/im00001.jpg#0"), test = LSP
-        1001-2000
-  lspet pool / test: a stable hash of the image name puts ~12 % of the images whose torso is
-        labelled in `test` (the same image always lands in the same split, whatever subset of
-        the images is present); everything else is `pool`.
+Splits (every dataset has `pool`, `validation` and `test`; `train` is a fixed initial labelled
+set). `validation` is carved from the pool, never from test or train, by
+`base.Builder.carve_validation`: the pool images whose name hashes below the builder's
+`VALIDATION_FRACTION` (10 %; hands less, see `Icvl`), so an image always lands in the same split.
+  lsp   train = LSP 1-1000 (whole: the protocol's 1,000 initial labels), pool = LSPET (10,000;
+        ids "lspet/im00001.jpg#0") less validation (its torso-labelled images hashing below
+        10 %: 866, leaving 9,134), test = LSP 1001-2000
+  lspet test = ~12 % of the images whose torso is labelled (a stable hash of the image name;
+        954), validation = 10 % of the other torso-labelled images (742), pool = the rest
+        (8,304 >= 1,000 initial + 5 x 1,000 acquired).
   mpii  persons with all 16 joints annotated; test = Newell's validation images (valid.h5 or a
-        name list) when present, else a `*val*.json` file, else a stable 30 % hash split by image.
-  icvl  pool = Training/labels.txt, test = Testing/test_seq_{1,2}.txt
-  nyu   pool = train/joint_data.mat, test = test/joint_data.mat or the 14-joint text labels.
+        name list) when present, else a `*val*.json` file, else a stable 30 % hash split by
+        image; validation = 10 % of the other images (all their people); pool = the rest.
+  icvl  pool = Training/labels.txt less validation (1 %), test = Testing/test_seq_{1,2}.txt
+  nyu   pool = train/joint_data.mat less validation (2 %), test = test/joint_data.mat or the
+        14-joint text labels.
 A split with no example present is left out of the build (and reported). Each class's
 `DOWNLOAD` says where to get the files and what the manual directory must hold; the records
 and the checks on bad input are `base.Builder`'s.
@@ -50,6 +56,13 @@ def _lsp_folder(manual: pathlib.Path, names, what, instructions):
     return found
 
 
+TORSO_CONDITION = "torso labelled (as in test)"
+
+
+def _torso_known(item: base.Planned) -> bool:
+    return bool(np.isfinite(formats.torso_size(item.joints, item.visibility)))
+
+
 def _plan_lsp_images(folder: pathlib.Path, *, extended: bool, instructions: str, what: str):
     labels = formats.read_lsp_mat(base.require_file(folder / "joints.mat", what, instructions))
     images = folder / "images" if (folder / "images").is_dir() else folder
@@ -75,12 +88,12 @@ class Lspet(base.Builder, skip_registration=True):
                                                instructions=self.DOWNLOAD))
         pool, test = [], []
         for it in items:
-            torso_known = np.isfinite(formats.torso_size(it.joints, it.visibility))
-            if torso_known and base.stable_fraction(it.id) < LSPET_TEST_FRACTION:
+            if _torso_known(it) and base.stable_fraction(it.id) < LSPET_TEST_FRACTION:
                 test.append(it)
             else:
                 pool.append(it)
-        return {"pool": pool, "test": test}
+        pool, validation = self.carve_validation(pool, "pool", _torso_known, TORSO_CONDITION)
+        return {"pool": pool, "validation": validation, "test": test}
 
 
 class Lsp(base.Builder, skip_registration=True):
@@ -103,7 +116,9 @@ class Lsp(base.Builder, skip_registration=True):
                                               instructions=self.DOWNLOAD))
         for it in pool:  # LSP and LSPET share file-name stems: keep ids distinct
             it.id = "lspet/" + it.id
-        return {"train": train, "pool": pool, "test": test}
+        # From the pool, not from train: LSP train is the protocol's 1,000 initial labels.
+        pool, validation = self.carve_validation(pool, "pool", _torso_known, TORSO_CONDITION)
+        return {"train": train, "pool": pool, "validation": validation, "test": test}
 
 
 # ----------------------------------------------------------------------------- MPII
@@ -189,7 +204,8 @@ class Mpii(base.Builder, skip_registration=True):
             (test if in_test else pool).append(item)
         self.report["notes"].append(f"{incomplete} people without all 16 joints left out")
         self.report["notes"].append(f"head size from: {sources}")
-        return {"pool": self._present(pool), "test": self._present(test)}
+        pool, validation = self.carve_validation(self._present(pool), "pool")
+        return {"pool": pool, "validation": validation, "test": self._present(test)}
 
 
 # ----------------------------------------------------------------------------- hands
@@ -200,6 +216,11 @@ class Icvl(base.Builder, skip_registration=True):
 
     name = "icvl"
     KIND = "hand"
+    # 1 % of up to 331,006 frames (labels.txt lists rotated copies of each): ~3,300 to score
+    # every epoch. Frames come from videos and rotated copies, so a validation frame's
+    # neighbours can be in the pool: its loss picks checkpoints and drives the learning rate,
+    # the held-out score is test's.
+    VALIDATION_FRACTION = 0.01
     SKELETON = skeletons.icvl16
     DOWNLOAD = (
         "ICVL: https://labicvl.github.io/hand.html (Training.tar.gz, Testing.tar.gz). manual_dir "
@@ -219,7 +240,9 @@ class Icvl(base.Builder, skip_registration=True):
                     out.append(base.Planned(f"{name}#0", depth_root / name, joints,
                                         np.ones(len(joints), np.int8)))
             return out
-        return {"pool": self._present(load("Training", ["labels.txt"])),
+        pool, validation = self.carve_validation(
+            self._present(load("Training", ["labels.txt"])), "pool")
+        return {"pool": pool, "validation": validation,
                 "test": self._present(load("Testing", ["test_seq_1.txt", "test_seq_2.txt"]))}
 
 
@@ -228,6 +251,7 @@ class Nyu(base.Builder, skip_registration=True):
 
     name = "nyu"
     KIND = "hand"
+    VALIDATION_FRACTION = 0.02  # ~1,450 of the 72,757 training frames (video: see Icvl)
     SKELETON = skeletons.nyu14
     DOWNLOAD = (
         "NYU: https://jonathantompson.github.io/NYU_Hand_Pose_Dataset.htm (nyu_hand_dataset_v2.zip)."
@@ -264,7 +288,9 @@ class Nyu(base.Builder, skip_registration=True):
                 out.append(base.Planned(f"{split}/{pathlib.Path(name).name}#0", path, joints,
                                     np.ones(len(joints), np.int8)))
             return out
-        return {"pool": self._present(items(train, manual / "train", "train")),
+        pool, validation = self.carve_validation(
+            self._present(items(train, manual / "train", "train")), "pool")
+        return {"pool": pool, "validation": validation,
                 "test": self._present(items(test, test_root, "test"))}
 
     def _depth_png(self, data: bytes) -> bytes:

@@ -109,16 +109,17 @@ def download_help() -> str:
 
 _GENERATED = "built-in generators, no download (--config picks the sizes: default or tiny)."
 
-register("lsp", DatasetSpec("lsp", "human", skeletons.lsp14, ("train", "pool", "test"),
-                            metric="pck"), real_builders.Lsp)
-register("lspet", DatasetSpec("lspet", "human", skeletons.lsp14, ("pool", "test"), metric="pck"),
-         real_builders.Lspet)
-register("mpii", DatasetSpec("mpii", "human", skeletons.mpii16, ("pool", "test"), metric="pckh"),
-         real_builders.Mpii)
-register("icvl", DatasetSpec("icvl", "hand", skeletons.icvl16, ("pool", "test"),
+register("lsp", DatasetSpec("lsp", "human", skeletons.lsp14,
+                            ("train", "pool", "validation", "test"), metric="pck"),
+         real_builders.Lsp)
+register("lspet", DatasetSpec("lspet", "human", skeletons.lsp14, ("pool", "validation", "test"),
+                              metric="pck"), real_builders.Lspet)
+register("mpii", DatasetSpec("mpii", "human", skeletons.mpii16, ("pool", "validation", "test"),
+                             metric="pckh"), real_builders.Mpii)
+register("icvl", DatasetSpec("icvl", "hand", skeletons.icvl16, ("pool", "validation", "test"),
                              hands.INTRINSICS["icvl"], hands.CUBE_MM["icvl"], "mm"),
          real_builders.Icvl)
-register("nyu", DatasetSpec("nyu", "hand", skeletons.nyu14, ("pool", "test"),
+register("nyu", DatasetSpec("nyu", "hand", skeletons.nyu14, ("pool", "validation", "test"),
                             hands.INTRINSICS["nyu"], hands.CUBE_MM["nyu"], "mm"),
          real_builders.Nyu)
 # Your own COCO keypoints data: joints and tree come from the prepared dataset (data.coco).
