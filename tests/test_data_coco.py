@@ -156,8 +156,9 @@ def _score(loop, images, out, **kw):
 
 @pytest.fixture(scope="module")
 def loop(tmp_path_factory):
-    """Part of LSPET as a COCO dataset (train 16, pool 8, test 8), prepared; a micro vl4pose
-    model trained on train alone (rounds=0); 12 more images as the new, unlabelled data."""
+    """Part of LSPET as a COCO dataset (train.json 16 images, of which 3 hash into
+    validation; pool 8, test 8), prepared; a micro vl4pose model trained on train alone
+    (rounds=0); 12 more images as the new, unlabelled data."""
     shared = require_shared_data()
     from vl4pose_jax import protocol, simulate
     from vl4pose_jax import workdir as wd
@@ -168,7 +169,8 @@ def loop(tmp_path_factory):
     data_dir = base / "tfds"
     builder = commands.prepare(manual, data_dir=data_dir)
     assert {k: v.num_examples for k, v in builder.info.splits.items()} == {
-        "train": 16, "pool": 8, "test": 8}
+        "train": 13, "validation": 3, "pool": 8, "test": 8}
+    assert coco.read_meta(data_dir)["splits"] == ["train", "validation", "pool", "test"]
     new = base / "new"
     new.mkdir()
     for i in range(32, 44):
@@ -178,7 +180,7 @@ def loop(tmp_path_factory):
                              rounds=0, epochs=1, preset="micro", batch_size=8,
                              data_dir=str(data_dir), progress=False, checkpoint_every=0)
     rows = simulate.run(config, base / "w1", log=lambda *a: None)
-    assert rows[0]["num_labelled"] == 16
+    assert rows[0]["num_labelled"] == 13
     return dict(base=base, manual=manual, data_dir=data_dir, new=new, w1=base / "w1",
                 config=config, shared=shared)
 
@@ -222,6 +224,7 @@ def test_full_loop_on_real_images(loop):
     annotated = base / "annotated.json"
     annotated.write_text(json.dumps(exported))
     old_ids = set(_source_ids(data_dir, "train"))
+    old_validation = set(_source_ids(data_dir, "validation"))
     with pytest.raises(coco.CocoError, match="--images.*exported from"):
         commands.merge(manual, annotated, data_dir=data_dir, log_fn=lambda *a: None)
     result = commands.merge(manual, annotated, images=loop["new"], data_dir=data_dir,
@@ -232,7 +235,10 @@ def test_full_loop_on_real_images(loop):
     names = [im["file_name"] for im in merged.dataset["images"]]
     assert len(set(names)) == len(names)
     new_ids = _source_ids(data_dir, "train")
-    assert old_ids < set(new_ids) and len(new_ids) == 21 and len(set(new_ids)) == 21
+    validation = set(_source_ids(data_dir, "validation"))
+    assert old_ids < set(new_ids) and old_validation <= validation
+    assert len(set(new_ids)) == len(new_ids)
+    assert len(new_ids) + len(validation) == 21 and not validation & set(new_ids)
     assert all((manual / "images" / n).is_file() for n in top_names)
     # Merging the same file again adds nothing.
     again = commands.merge(manual, annotated, images=loop["new"], data_dir=data_dir,
@@ -243,13 +249,13 @@ def test_full_loop_on_real_images(loop):
     import jax
     config = dataclasses.replace(loop["config"], init_from=str(loop["w1"]), epochs=0)
     rows = simulate.run(config, base / "w2", log=lambda *a: None)
-    assert rows[0]["num_labelled"] == 21
+    assert rows[0]["num_labelled"] == len(new_ids)
     a = wd.load_trained(loop["w1"]).state.params
     b = wd.load_trained(base / "w2").state.params
     assert all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
     config = dataclasses.replace(loop["config"], init_from=str(loop["w1"]), epochs=1)
     rows = simulate.run(config, base / "w3", log=lambda *a: None)
-    assert rows[0]["num_labelled"] == 21
+    assert rows[0]["num_labelled"] == len(new_ids)
 
 
 def _source_ids(data_dir, split):
@@ -343,6 +349,67 @@ def test_bad_scoring_input_is_refused_without_output(loop, tmp_path):
                                  "annotations": []}))
     with pytest.raises(coco.CocoError, match="outside"):
         _score(loop, loop["new"], tmp_path / "o5", top_k=2, boxes=boxes)
+
+
+def _split_ids(data_dir) -> dict:
+    from vl4pose_jax.data import builders
+    splits = builders.get_builder("coco_keypoints", data_dir=data_dir).info.splits
+    return {s: set(_source_ids(data_dir, s)) for s in splits}
+
+
+def test_validation_is_carved_from_train_and_survives_merges(tmp_path):
+    """Validation = the train.json images whose file name hashes below 10 %, never test's or
+    pool's; merging new images keeps every earlier member in validation (and every train
+    image in train); the size is in the build report and printed."""
+    shared = require_shared_data()
+    from vl4pose_jax.data import base, formats
+    manual = coco_util.write_dataset(shared, tmp_path / "m", {
+        "train": range(0, 20), "pool": range(40, 52), "test": range(60, 64)})
+    data_dir = tmp_path / "tfds"
+    printed = []
+    commands.prepare(manual, data_dir=data_dir, log_fn=printed.append)
+    first = _split_ids(data_dir)
+    names = lambda ids: {i.split("#")[0] for i in ids}
+    assert names(first["validation"]) == {"im00002.jpg", "im00005.jpg", "im00013.jpg"}
+    assert names(first["validation"]) == {n for n in names(first["train"] | first["validation"])
+                                          if base.in_validation(n)}
+    assert len(first["train"]) == 17 and len(first["pool"]) == 12 and len(first["test"]) == 4
+    assert any(p.startswith("coco_keypoints: validation = 3 people of 3 images, taken out of "
+                            "'train' (20 images)") for p in printed)
+    report = json.loads(next(data_dir.glob("coco_keypoints/*/build_report.json")).read_text())
+    assert report["validation"]["people"] == report["built_splits"]["validation"] == 3
+    # Merge 20 more images (2 of which hash into validation): nothing moves.
+    annotated = tmp_path / "annotated.json"
+    annotated.write_text(json.dumps(coco_util.coco_dict(shared, range(20, 40))))
+    commands.merge(manual, annotated, images=shared / "lspet" / "images", data_dir=data_dir,
+                   log_fn=lambda *a: None)
+    second = _split_ids(data_dir)
+    assert first["validation"] < second["validation"] and first["train"] < second["train"]
+    assert names(second["validation"] - first["validation"]) == {"im00022.jpg", "im00035.jpg"}
+    assert second["pool"] == first["pool"] and second["test"] == first["test"]
+    assert len(second["train"]) + len(second["validation"]) == 40
+    everything = sum(map(list, second.values()), [])
+    assert len(everything) == len(set(everything))  # disjoint splits
+    assert formats.lsp_image_name(0, extended=True) + "#0" in second["train"]
+
+
+def test_tiny_train_set_has_no_validation(tmp_path):
+    """Fewer than 10 train.json images: all of them stay in train, the build report says why,
+    and loading the validation split says where to look."""
+    shared = require_shared_data()
+    from vl4pose_jax import data
+    manual = coco_util.write_dataset(shared, tmp_path / "m", {"train": range(0, 5),
+                                                             "test": range(5, 7)})
+    data_dir = tmp_path / "tfds"
+    printed = []
+    commands.prepare(manual, data_dir=data_dir, log_fn=printed.append)
+    assert len(data.load("coco_keypoints", "train", data_dir=data_dir)) == 5
+    assert "coco_keypoints: no validation split: 'train' has 5 images, fewer than 10" in printed
+    report = json.loads(next(data_dir.glob("coco_keypoints/*/build_report.json")).read_text())
+    assert "no validation split: 'train' has 5 images, fewer than 10" in report["notes"]
+    assert coco.read_meta(data_dir)["splits"] == ["train", "test"]
+    with pytest.raises(KeyError, match=r"no split 'validation'.*build_report\.json"):
+        data.load("coco_keypoints", "validation", data_dir=data_dir)
 
 
 def test_prepare_refuses_mismatched_files(tmp_path):

@@ -20,6 +20,10 @@ def test_built_in_datasets_and_specs():
     with pytest.raises(KeyError, match=r"unknown dataset 'nope'; known: \['coco_keypoints'"):
         data.spec("nope")
     assert "nope" not in data.SPECS
+    for name in ("lsp", "lspet", "mpii", "icvl", "nyu"):  # carved from the training side
+        assert data.spec(name).splits[-2:] == ("validation", "test"), name
+    assert data.spec("lsp").splits == ("train", "pool", "validation", "test")
+    assert "validation" in data.spec("coco_keypoints", data_dir="/nonexistent").splits
 
 
 def test_download_help_names_every_dataset():

@@ -20,7 +20,8 @@ import numpy as np
 
 from vl4pose_jax import skeletons
 from vl4pose_jax.data import builders
-from vl4pose_jax.data.coco.dataset import DOWNLOAD, NAME, SPLIT_FILES, meta_path, read_meta, spec
+from vl4pose_jax.data.coco.dataset import (DOWNLOAD, NAME, SPLIT_FILES, SPLITS, meta_path,
+                                           read_meta, spec)
 from vl4pose_jax.data.coco.files import (CocoError, field_error, flip_pairs, inside, read_coco,
                                          tree_links)
 
@@ -28,7 +29,8 @@ from vl4pose_jax.data.coco.files import (CocoError, field_error, flip_pairs, ins
 def prepare(manual_dir, *, data_dir=None, root=None, links=None, category=None,
             skip_corrupt=False, overwrite=False, name: str = NAME, log_fn=print):
     """Read the category from `manual_dir/train.json`, write `coco_meta.json` (joints, tree,
-    splits) and build the dataset. `overwrite` rebuilds a built one (after a merge)."""
+    splits) and build the dataset, printing the tree and the validation split's size (or why
+    there is none). `overwrite` rebuilds a built one (after a merge)."""
     manual = pathlib.Path(manual_dir)
     if not manual.is_dir():
         raise FileNotFoundError(f"{name}: manual directory {manual} does not exist.\n{DOWNLOAD}")
@@ -82,8 +84,9 @@ def prepare(manual_dir, *, data_dir=None, root=None, links=None, category=None,
     log_fn(f"{name}: {len(coco.names)} joints; tree: {how}; flip pairs: {meta['flips_named']}")
     builder = builders.build(name, manual_dir=manual, data_dir=data_dir,
                              skip_corrupt=skip_corrupt)
-    meta["splits"] = [s for s in SPLIT_FILES if s in builder.info.splits]
+    meta["splits"] = [s for s in SPLITS if s in builder.info.splits]
     path.write_text(json.dumps(meta, indent=1))
+    log_fn(f"{name}: {builders.validation_summary(builder.report)}")
     spec(name, data_dir)  # this process now means this dataset by `name`
     return builder
 

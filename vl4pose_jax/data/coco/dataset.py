@@ -4,7 +4,9 @@
 dataset; `spec(name, data_dir)` reads the `DatasetSpec` from it (the skeleton is the user's, so
 the spec is known only once the dataset is prepared), and `CocoKeypoints` builds the records:
 the human features of `base.Builder` plus each person's `box` (x0, y0, x1, y1 px), with the PCK
-normaliser 0.5 x the box's longer side.
+normaliser 0.5 x the box's longer side. Splits: `train`, `pool` and `test` from their files, and
+`validation` carved from train.json (`base.Builder.carve_validation`: the images whose file name
+hashes below 10 %, from 10 images on), so a merge never moves an image already labelled.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from vl4pose_jax.data.spec import DatasetSpec
 NAME = "coco_keypoints"
 META_FILE = "coco_meta.json"
 SPLIT_FILES = {"train": "train.json", "pool": "pool.json", "test": "test.json"}
+SPLITS = ("train", "validation", "pool", "test")  # validation: carved from train.json
 DOWNLOAD_HELP = (
     "your own data. manual_dir holds images/ and COCO keypoints files "
     "train.json (labelled), test.json (labelled, for evaluation) and optionally pool.json "
@@ -59,7 +62,7 @@ def spec(name: str, data_dir=None) -> DatasetSpec:
         return _RESOLVED[name]
     meta = read_meta(data_dir, name)
     if meta is None:
-        return DatasetSpec(name, "human", None, ("train", "test"), metric="pck")
+        return DatasetSpec(name, "human", None, ("train", "validation", "test"), metric="pck")
     sp = DatasetSpec(name, "human", skeleton_from_meta(meta), tuple(meta["splits"]), metric="pck")
     _RESOLVED[name] = sp
     return sp
@@ -108,6 +111,9 @@ class CocoKeypoints(base.Builder, skip_registration=True):
                 items.append(_CocoPlanned(p.id, inside(images, p.file_name), p.joints,
                                           p.visibility, norm, box))
             out[split] = self._present(items)
+        # From train.json, the labelled set, also when a pool.json is present: the pool stands
+        # for unlabelled data in simulations, and the split stays the same with or without it.
+        out["train"], out["validation"] = self.carve_validation(out.get("train", []), "train")
         return out
 
     def _example(self, item, data, size):
