@@ -1,10 +1,15 @@
-"""The synthetic generators (`vl4pose_jax.data.synthetic`): people (RGB) and hands (depth)."""
+"""The synthetic generators (`vl4pose_jax.data.synthetic`): people (RGB) with both rare-pose
+modes, and hands (depth)."""
+import hashlib
+import math
+
 import numpy as np
 import pytest
 
 from vl4pose_jax import skeletons
+from vl4pose_jax.data import formats
 from vl4pose_jax.data import synthetic as sy
-from vl4pose_jax.data.synthetic import people
+from vl4pose_jax.data.synthetic import families, people
 
 HEAD, NECK, LSHO, LELB, LWRI, RSHO, RELB, RWRI, LHIP, LKNEE, LANKL, RHIP, RKNEE, RANKL = range(14)
 TIPS = (3, 6, 9, 12, 15)
@@ -232,6 +237,107 @@ def test_many_small_examples_are_valid():
     for ex in sy.hand_examples(21, 45, ood_fraction=0.67):
         u, v = ex["joints"][:, 0], ex["joints"][:, 1]
         assert np.all((u >= 0) & (u <= 319) & (v >= 0) & (v <= 239)), ex["id"]
+
+
+# ----------------------------------------------------------------------- rare-pose families
+
+def _angle(u, v):
+    """Degrees between vectors u and v."""
+    cos = u @ v / (np.linalg.norm(u) * np.linalg.norm(v))
+    return math.degrees(math.acos(float(np.clip(cos, -1.0, 1.0))))
+
+
+@pytest.mark.parametrize("family", sy.FAMILIES)
+def test_family_joint_angles_stay_in_human_ranges(family):
+    limits = families.LIMITS
+    rng = np.random.default_rng(3)
+    for _ in range(100):
+        pose = families.sample(rng, family)
+        assert pose.family == family and pose.joints.shape == (14, 2)
+        j = pose.joints_3d
+        for side, (sho, elb, wri, hip, knee, ank) in ((1, (2, 3, 4, 8, 9, 10)),
+                                                      (-1, (5, 6, 7, 11, 12, 13))):
+            assert _angle(j[elb] - j[sho], j[wri] - j[elb]) <= limits["elbow_flexion"] + 1e-6
+            assert _angle(j[knee] - j[hip], j[ank] - j[knee]) <= limits["knee_flexion"] + 1e-6
+            for root, mid, backwards_limit in ((hip, knee, None),
+                                               (sho, elb, limits["shoulder_extension"])):
+                d = j[mid] - j[root]
+                elevation = _angle(d, np.array([0.0, 1.0, 0.0]))  # from hanging down
+                azimuth = math.degrees(math.atan2(d[2], side * d[0]))
+                if elevation > 1:  # a hanging limb has no plane
+                    if backwards_limit is None:
+                        assert elevation <= families.hip_limit(azimuth) + 1e-6, (family, azimuth)
+                    elif azimuth < -45:
+                        assert elevation <= backwards_limit + 1e-6
+        # The projection keeps the pose's size: the neck-to-pelvis distance is the torso's.
+        torso = np.linalg.norm((j[8] + j[11]) / 2 - j[1])
+        flat = pose.joints
+        assert np.linalg.norm((flat[8] + flat[11]) / 2 - flat[1]) <= torso + 1e-9
+
+
+def test_families_are_their_postures():
+    rng = np.random.default_rng(4)
+    for _ in range(50):
+        j = families.sample(rng, "handstand").joints
+        assert j[0, 1] > (j[8, 1] + j[11, 1]) / 2  # head below the hips
+        j = families.sample(rng, "cartwheel").joints
+        down = (j[8] + j[11]) / 2 - j[1]
+        assert 70 <= _angle(down, np.array([0.0, 1.0])) <= 125  # sideways
+        j3 = families.sample(rng, "tuck").joints_3d
+        assert all(j3[k, 1] < j3[h, 1] for h, k in ((8, 9), (11, 12)))  # knees above the hips
+        j3 = families.sample(rng, "kick").joints_3d
+        raised = [_angle(j3[k] - j3[h], np.array([0.0, 1.0, 0.0])) for h, k in ((8, 9), (11, 12))]
+        assert max(raised) >= 55 and min(raised) <= 20  # one leg kicked, one standing
+
+
+def _wrist_near_shoulder_share(examples):
+    """Share of wrists within the PCK@0.2 radius (0.2 torso) of their own shoulder."""
+    near = []
+    for ex in examples:
+        torso = formats.torso_size(ex["joints"], ex["visibility"])
+        near += [np.linalg.norm(ex["joints"][s] - ex["joints"][w]) <= 0.2 * torso
+                 for s, w in ((LSHO, LWRI), (RSHO, RWRI))]
+    return np.mean(near)
+
+
+def test_family_wrists_rarely_fold_onto_the_shoulder():
+    def rare(mode):
+        return [sy.human_example(0, i, image_size=32, ood_kind="rare_pose", rare_poses=mode)
+                for i in range(120)]
+    assert _wrist_near_shoulder_share(rare("extreme")) > 0.3  # elbows folded 150-200 degrees
+    assert _wrist_near_shoulder_share(rare("families")) < 0.05
+
+
+def test_rare_pose_mode_changes_rare_poses_only():
+    for kind in ("none", "appearance"):
+        _assert_same(sy.human_example(2, 5, image_size=32, ood_kind=kind),
+                     sy.human_example(2, 5, image_size=32, ood_kind=kind, rare_poses="families"))
+    a, b = (sy.human_example(2, 5, image_size=32, ood_kind="rare_pose", rare_poses=m)
+            for m in sy.RARE_POSE_MODES)
+    assert not np.array_equal(a["joints"], b["joints"])
+    # The 'extreme' mode (the default) draws what it drew before the families existed.
+    h = hashlib.sha256()
+    for i in range(20):
+        h.update(sy.human_example(0, i, image_size=64, ood_kind="rare_pose")["joints"].tobytes())
+    assert h.hexdigest()[:16] == "95b521bb337d0f92"
+    with pytest.raises(ValueError, match="rare_poses"):
+        sy.human_example(0, 0, rare_poses="acrobatic")
+
+
+def test_rare_pose_family_names_the_drawn_family():
+    names = [sy.rare_pose_family(1, i) for i in range(400)]
+    counts = [names.count(f) for f in sy.FAMILIES]
+    assert sum(counts) == 400 and min(counts) >= 70  # about 100 each
+    for i in range(8):  # the family is the one the example was drawn from
+        j = sy.human_example(1, i, image_size=64, ood_kind="rare_pose",
+                             rare_poses="families")["joints"]
+        upside_down = j[HEAD, 1] > (j[LHIP, 1] + j[RHIP, 1]) / 2
+        if names[i] == "handstand":
+            assert upside_down
+        if names[i] == "kick":
+            assert not upside_down
+    for ex in sy.human_examples(21, 120, image_size=32, ood_fraction=1.0, rare_poses="families"):
+        assert np.all(ex["joints"] >= 0.5) and np.all(ex["joints"] <= 30.5), ex["id"]
 
 
 # -------------------------------------------------------------------------------------- hands

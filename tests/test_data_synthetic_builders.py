@@ -25,8 +25,8 @@ def built(tmp_path_factory):
     return root
 
 
-def _records(name, split, data_dir):
-    src = loader.load(name, split, data_dir=data_dir, config="tiny")
+def _records(name, split, data_dir, config="tiny"):
+    src = loader.load(name, split, data_dir=data_dir, config=config)
     return [src[i] for i in range(len(src))]
 
 
@@ -134,6 +134,32 @@ def test_old_configs_keep_their_train_pool_and_test(built, name, tmp_path):
     assert str(old.version) == "1.1.0" and not old.is_prepared()
     with pytest.raises(ValueError, match="too old"):
         old.download_and_prepare()
+
+
+def test_families_config_draws_rare_poses_from_the_families(tmp_path):
+    builders.build("synthetic_human", config="families_tiny", data_dir=tmp_path)
+    cfg = {c.name: c for c in CONFIGS}["families_tiny"]
+    test = _records("synthetic_human", "test", tmp_path, "families_tiny")
+    seed = generator_seed("test", cfg.seed)
+    kinds = synthetic.assign_ood(cfg.num_test, cfg.ood_fraction, seed)
+    assert [int(r["ood"]) for r in test] == [synthetic.OOD_KINDS.index(k) for k in kinds]
+    for i in np.flatnonzero(kinds == "rare_pose"):
+        ex = synthetic.human_example(seed, i, image_size=cfg.image_size, ood_kind="rare_pose",
+                                     rare_poses="families")
+        np.testing.assert_array_equal(test[i]["joints"], ex["joints"])
+    assert {s: len(_records("synthetic_human", s, tmp_path, "families_tiny"))
+            for s in SPLITS} == cfg.sizes()
+    # The full config: the per-kind counts the CPU regime needs.
+    full = {c.name: c for c in CONFIGS}["families"]
+    for split in ("test", "validation"):
+        kinds = synthetic.assign_ood(full.sizes()[split], full.ood_fraction,
+                                     generator_seed(split, full.seed))
+        assert (kinds == "rare_pose").sum() >= 100 and (kinds == "appearance").sum() >= 100
+    assert (synthetic.assign_ood(full.num_pool, full.ood_fraction, 1) == "rare_pose").sum() >= 500
+    assert full.num_train >= 3 * 200
+    # Families are people only: the hand builder has no such config.
+    with pytest.raises(ValueError, match="families"):
+        builders.get_builder("synthetic_hand", data_dir=tmp_path, config="families")
 
 
 def test_human_joints_inside_the_image(built):

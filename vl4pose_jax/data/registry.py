@@ -107,7 +107,8 @@ def download_help() -> str:
 
 # ------------------------------------------------------------------- the built-in datasets
 
-_GENERATED = "built-in generators, no download (--config picks the sizes: default or tiny)."
+_GENERATED = ("built-in generators, no download (--config: default, small, tiny; people "
+              "also families, families_tiny: learnable rare-pose families).")
 
 register("lsp", DatasetSpec("lsp", "human", skeletons.lsp14,
                             ("train", "pool", "validation", "test"), metric="pck"),

@@ -2,13 +2,19 @@
 
 `synthetic_human` and `synthetic_hand` have splits `train` (the initial labelled set, never
 OOD), `pool`, `test` and `validation` (each with a share `ood_fraction` of out-of-distribution
-examples, flagged per example in `ood`, an index into `OOD_KINDS`). Sizes, OOD share, seed and
-the human image size are a `SyntheticConfig`; built-in configs (train / pool / test /
-validation):
+examples, flagged per example in `ood`, an index into `OOD_KINDS`). Sizes, OOD share, seed, the
+human image size and how rare human poses are drawn are a `SyntheticConfig`; built-in configs
+(train / pool / test / validation):
 
-  default  1,000 / 5,000 / 1,000 / 1,000, 20 % OOD, 128 px people
-  small    200 / 1,000 / 200 / 200, 20 % OOD (the CPU regime: the README's first command)
-  tiny     16 / 32 / 16 / 16, 25 % OOD (tests)
+  default        1,000 / 5,000 / 1,000 / 1,000, 20 % OOD, 128 px people
+  small          200 / 1,000 / 200 / 200, 20 % OOD (the CPU regime: the README's first command)
+  tiny           16 / 32 / 16 / 16, 25 % OOD (tests)
+  families       600 / 2,500 / 500 / 500, 40 % OOD, people only: rare poses from coherent
+                 families with human joint angles (`synthetic.families`: handstands,
+                 cartwheels, somersault tucks, high kicks); 100 rare-pose and 100 appearance
+                 people in test and in validation, 500 rare poses in the pool, and a train split
+                 3x the CPU regime's 200 initial labelled, so that seeds draw different ones
+  families_tiny  16 / 32 / 16 / 16, 50 % OOD, rare-pose families (tests)
 
 Build with `builders.build("synthetic_human", config="tiny", data_dir=...)` or
 `python -m vl4pose_jax.data.prepare --dataset=synthetic_human --config=tiny`. Split k of seed s
@@ -17,8 +23,8 @@ split with its own, `VALIDATION_SEED` + s (`generator_seed`), so no two splits o
 share an example. Records hold the same features as the real builders: people as lossless PNG
 bytes (the stored pixels are exactly the generator's, so the same seed gives identical bytes),
 hands as 16-bit depth PNGs (ICVL intrinsics, so synthetic hands go through the same crop as
-ICVL). Stable ids: "<split>:<generator id>". Version 1.2.0 added the validation split; train,
-pool and test are those of 1.1.0. TFDS generates only a builder's current version, so 1.1.0
+ICVL). Stable ids: "<split>:<generator id>". Version 1.2.0 added the validation split and the
+families configs; train, pool and test of the other configs are those of 1.1.0. TFDS generates only a builder's current version, so 1.1.0
 cannot be built any more; a 1.1.0 build already on disk still opens (`version="1.1.0"`).
 """
 from __future__ import annotations
@@ -57,6 +63,7 @@ class SyntheticConfig(tfds.core.BuilderConfig):
     ood_fraction: float = 0.2
     seed: int = 0
     image_size: int = 128  # people only
+    rare_poses: str = "extreme"  # people only: `synthetic.people.RARE_POSE_MODES`
 
     def sizes(self):
         return dict(train=self.num_train, pool=self.num_pool, test=self.num_test,
@@ -73,6 +80,12 @@ CONFIGS = (
     SyntheticConfig(name="tiny", description="16 / 32 / 16 / 16, 25 % OOD (tests)",
                     num_train=16, num_pool=32, num_test=16, num_validation=16,
                     ood_fraction=0.25, supported_versions=_V1_1),
+    SyntheticConfig(name="families", description="600 / 2,500 / 500 / 500, 40 % OOD, rare-pose "
+                    "families (people only)", num_train=600, num_pool=2500, num_test=500,
+                    num_validation=500, ood_fraction=0.4, rare_poses="families"),
+    SyntheticConfig(name="families_tiny", description="16 / 32 / 16 / 16, 50 % OOD, rare-pose "
+                    "families (people only; tests)", num_train=16, num_pool=32, num_test=16,
+                    num_validation=16, ood_fraction=0.5, rare_poses="families"),
 )
 
 
@@ -87,8 +100,8 @@ class _SyntheticBase(base.Builder, skip_registration=True):
     BUILDER_CONFIGS = list(CONFIGS)
     VERSION = tfds.core.Version("1.2.0")
     RELEASE_NOTES = {"1.1.0": "one colour palette for every split (1.0.0 seeded it per split)",
-                     "1.2.0": "a validation split with its own generator seed; train, pool and "
-                              "test unchanged"}
+                     "1.2.0": "a validation split with its own generator seed (train, pool and "
+                              "test unchanged); the families configs"}
     NEEDS_MANUAL_DIR = False
     DOWNLOAD = "built-in generator: no download needed."
 
@@ -123,8 +136,9 @@ class SyntheticHuman(_SyntheticBase, skip_registration=True):
     SKELETON = skeletons.lsp14
 
     def _make(self, seed, num, frac):
-        return synthetic.human_examples(seed, num, image_size=self.builder_config.image_size,
-                                        ood_fraction=frac)
+        cfg = self.builder_config
+        return synthetic.human_examples(seed, num, image_size=cfg.image_size, ood_fraction=frac,
+                                        rare_poses=cfg.rare_poses)
 
     def _record(self, key, ex):
         size = self.builder_config.image_size
@@ -141,6 +155,7 @@ class SyntheticHand(_SyntheticBase, skip_registration=True):
     """Synthetic depth hands (icvl16, ICVL camera) with rare-pose and appearance OOD examples."""
 
     name = "synthetic_hand"
+    BUILDER_CONFIGS = [c for c in CONFIGS if c.rare_poses == "extreme"]  # families: people only
     KIND = "hand"
     SKELETON = skeletons.icvl16
 

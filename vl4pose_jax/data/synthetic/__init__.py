@@ -9,9 +9,10 @@ out-of-distribution (OOD), flagged per example, so an AL simulator can measure w
 finds what the model has not seen:
 
   * 'none': in distribution;
-  * 'rare_pose': a pose outside the normal range (people: upside down, cartwheels, splits and
-    limbs beyond the usual joint limits; hands: palm facing away, fingers pointing down,
-    hyperextended or over-flexed fingers);
+  * 'rare_pose': a pose outside the normal range (people, `rare_poses='extreme'`: upside down,
+    cartwheels, splits and limbs beyond the usual joint limits; `rare_poses='families'`:
+    handstands, cartwheels, somersault tucks and high kicks with human joint angles; hands:
+    palm facing away, fingers pointing down, hyperextended or over-flexed fingers);
   * 'appearance': a visual shift with an ordinary pose (people: greyscale, inverted colours or a
     high-frequency stripe texture; hands: heavy sensor noise, large holes, or a cluttered
     background close behind the hand). In-distribution examples never use these.
@@ -30,7 +31,7 @@ Usage::
     hand['joints']         # float32 (16, 3) (u px, v px, d mm), icvl16 order
 
 Modules: `sampling` (seeded streams, `assign_ood`), `raster` (the antialiased shape painter),
-`people` (the human generator), `hands` (the depth-hand generator; not to be confused with
+`people` (the human generator), `families` (its rare-pose families), `hands` (the depth-hand generator; not to be confused with
 `vl4pose_jax.data.hands`, the crop geometry of every hand dataset). This package re-exports the
 generators' public names.
 
@@ -58,6 +59,8 @@ palm, then shifted back into the frame if needed), so the returned joints differ
 from vl4pose_jax.data.spec import OOD_KINDS
 from vl4pose_jax.data.synthetic.hands import (HAND_IMAGE_SHAPE, HAND_INTRINSICS, NUM_HAND_JOINTS,
                                               hand_example, hand_examples)
-from vl4pose_jax.data.synthetic.people import (NUM_HUMAN_JOINTS, POSE_FILL, human_example,
-                                               human_examples, normalise_human_pose)
+from vl4pose_jax.data.synthetic.families import FAMILIES
+from vl4pose_jax.data.synthetic.people import (NUM_HUMAN_JOINTS, POSE_FILL, RARE_POSE_MODES,
+                                               human_example, human_examples,
+                                               normalise_human_pose, rare_pose_family)
 from vl4pose_jax.data.synthetic.sampling import assign_ood

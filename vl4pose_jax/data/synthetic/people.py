@@ -5,8 +5,9 @@ person about 1 tall, facing the camera), fits it into an S x S image, and paints
 with clutter, the person back to front (capsule limbs, a torso polygon, a head ellipse with
 hair) and maybe occluders on a `raster.Canvas`; joint j is occluded iff the shape on top at its
 nearest pixel was drawn after j's first body part and does not contain j. 'rare_pose' examples
-are upside down, cartwheels, splits or beyond the usual joint limits; 'appearance' examples are
-greyscale, colour-inverted or striped. `pose=` renders a given pose instead
+are, by `rare_poses=`, upside down, cartwheels, splits or beyond the usual joint limits
+('extreme') or acrobatic postures with human joint angles ('families': `families`);
+'appearance' examples are greyscale, colour-inverted or striped. `pose=` renders a given pose instead
 (`normalise_human_pose`). The package doc (`vl4pose_jax.data.synthetic`) has the conventions.
 """
 from __future__ import annotations
@@ -16,11 +17,16 @@ from typing import Iterator, Optional, Sequence
 
 import numpy as np
 
+from vl4pose_jax.data.synthetic import families
 from vl4pose_jax.data.synthetic.raster import Canvas, arange, smooth_field, upsample_grid
 from vl4pose_jax.data.synthetic.sampling import assign_ood, check_kind, example_rng, uniform
 
 POSE_FILL = 0.8  # a given human pose's larger box side spans this fraction of (S - 1)
 NUM_HUMAN_JOINTS = 14
+# How 'rare_pose' people are drawn: 'extreme' (upside down, cartwheels and every limb beyond
+# the usual joint limits, independently) or 'families' (coherent postures with human joint
+# angles: `families`).
+RARE_POSE_MODES = ("extreme", "families")
 
 # Random streams (the third entry of the seed sequence); each is drawn in a fixed order.
 _S_HUMAN_POSE, _S_HUMAN_SCENE = 1, 2
@@ -353,18 +359,30 @@ def _person_look(rng, palette) -> dict:
         toe_sign=1.0 if rng.uniform() < 0.5 else -1.0, foot_len=uniform(0.03, 0.07, rng))
 
 
-def _human(seed: int, index: int, image_size: int, ood_kind: str, pose, occluders: bool):
+def rare_pose_family(seed: int, index: int) -> str:
+    """The family (`families.FAMILIES`) of example (seed, index) drawn as a 'rare_pose' person
+    in the 'families' mode."""
+    return families.sample(example_rng(seed, index, _S_HUMAN_POSE, "rare_pose")).family
+
+
+def _human(seed: int, index: int, image_size: int, ood_kind: str, pose, occluders: bool,
+           rare_poses: str = "extreme"):
     """Everything for one human example; `occluders=False` (tests) skips drawing occluders
     without changing any other draw."""
     check_kind(ood_kind)
+    if rare_poses not in RARE_POSE_MODES:
+        raise ValueError(f"rare_poses must be one of {RARE_POSE_MODES}, got {rare_poses!r}")
     size = int(image_size)
     if size < 16:
         raise ValueError(f"image_size must be >= 16, got {image_size}")
     palette = _PALETTE
     scene = example_rng(seed, index, _S_HUMAN_SCENE, ood_kind)
     if pose is None:
-        body = _sample_human_pose(example_rng(seed, index, _S_HUMAN_POSE, ood_kind),
-                                  rare=ood_kind == "rare_pose")
+        pose_rng = example_rng(seed, index, _S_HUMAN_POSE, ood_kind)
+        if ood_kind == "rare_pose" and rare_poses == "families":
+            body = families.sample(pose_rng).joints
+        else:
+            body = _sample_human_pose(pose_rng, rare=ood_kind == "rare_pose")
         joints, unit = _fit_sampled_pose(body, scene, size)
     else:
         given = np.asarray(pose, np.float64)
@@ -441,8 +459,9 @@ def _human(seed: int, index: int, image_size: int, ood_kind: str, pose, occluder
 
 
 def human_example(seed: int, index: int, *, image_size: int = 128, ood_kind: str = "none",
-                  pose: Optional[np.ndarray] = None) -> dict:
-    """One synthetic person, a pure function of (seed, index, image_size, ood_kind, pose).
+                  pose: Optional[np.ndarray] = None, rare_poses: str = "extreme") -> dict:
+    """One synthetic person, a pure function of (seed, index, image_size, ood_kind, pose,
+    rare_poses).
 
     Args:
       seed, index: non-negative ints; the example is drawn from
@@ -451,20 +470,24 @@ def human_example(seed: int, index: int, *, image_size: int = 128, ood_kind: str
       ood_kind: one of `OOD_KINDS`.
       pose: optional (14, 2) lsp14 (x, y) positions at any pixel scale, NaN rows absent, to
         render instead of a sampled pose (normalised by `normalise_human_pose`).
+      rare_poses: how a sampled 'rare_pose' person is drawn, one of `RARE_POSE_MODES`; other
+        kinds and given poses do not depend on it.
     Returns a dict: `id` str; `image` uint8 (S, S, 3); `joints` float32 (14, 2) (x, y) =
     (column, row) pixels, lsp14 order (NaN where absent); `visibility` int8 (14,) 1 visible,
     0 occluded, -1 absent; `ood_kind` str.
     """
-    return _human(seed, index, image_size, ood_kind, pose, occluders=True)[0]
+    return _human(seed, index, image_size, ood_kind, pose, occluders=True,
+                  rare_poses=rare_poses)[0]
 
 
 def human_examples(seed: int, num: int, *, image_size: int = 128, ood_fraction: float = 0.0,
-                   start: int = 0, poses: Optional[Sequence[np.ndarray]] = None
-                   ) -> Iterator[dict]:
+                   start: int = 0, poses: Optional[Sequence[np.ndarray]] = None,
+                   rare_poses: str = "extreme") -> Iterator[dict]:
     """Examples `start`..`num - 1` of the `num`-example set: `human_example(seed, i, ...)` with
     `ood_kind = assign_ood(num, ood_fraction, seed)[i]` and `pose = poses[i % len(poses)]`
     when `poses` is given. Skipping with `start` does not change any example."""
     kinds = assign_ood(num, ood_fraction, seed)
     for i in range(int(start), int(num)):
         pose = None if poses is None else poses[i % len(poses)]
-        yield human_example(seed, i, image_size=image_size, ood_kind=str(kinds[i]), pose=pose)
+        yield human_example(seed, i, image_size=image_size, ood_kind=str(kinds[i]), pose=pose,
+                            rare_poses=rare_poses)
