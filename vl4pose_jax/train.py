@@ -12,7 +12,9 @@ aleatoric (per-joint log-variance). As the reference, the VL4Pose heatmap head l
 lengths between the argmax cells of the target heatmaps (the integer peaks scoring measures),
 and Learning Loss regresses the heatmap MSE divided by (visible joints + 0.1). With
 `train_pose=False` only the auxiliary net learns: the pose network runs in inference mode, so
-its parameters and BatchNorm statistics stay exactly as they were.
+its parameters and BatchNorm statistics stay exactly as they were. The validation losses
+(`make_heatmap_val_loss`, `make_regression_val_loss`) are the pose losses per example, in
+inference mode.
 
 Typical use:
     tx, aux_tx = optax.adam(3e-4), optax.adam(3e-4)
@@ -342,6 +344,40 @@ def _make_step(loss_fn, tx, aux_tx, train_pose, has_aux, per_name: bool = False)
         return new_state, logs
 
     return step
+
+
+# ------------------------------------------------------------------------------ validation
+
+def make_heatmap_val_loss(model):
+    """A jitted `loss_B(params, batch_stats, batch)`: the hourglass's pose loss per image (the
+    heatmap MSE over every stack, `heatmap_mse_per_sample`) in inference mode; `batch` keys
+    `image` B×S×S×3, `heatmaps` B×h×w×J."""
+
+    @jax.jit
+    def loss_B(params, batch_stats, batch):
+        outputs = model.apply({"params": params, "batch_stats": batch_stats}, batch["image"],
+                              train=False)
+        return heatmap_mse_per_sample(outputs["heatmaps"], batch["heatmaps"])
+
+    return loss_B
+
+
+def make_regression_val_loss(model, *, aleatoric_norm: str = "l2", mse_weight: float = 0.0):
+    """A jitted `loss_B(params, batch_stats, batch)`: DeepPrior's pose loss (`deepprior_loss`)
+    of each example alone, without dropout; `batch` keys `depth`, `joints`, `visible`."""
+
+    def one(outputs, joints_Jx3, visible_J):
+        return deepprior_loss(jax.tree.map(lambda a: a[None], outputs), joints_Jx3[None],
+                              visible_J[None], aleatoric_norm=aleatoric_norm,
+                              mse_weight=mse_weight)
+
+    @jax.jit
+    def loss_B(params, batch_stats, batch):  # pylint: disable=unused-argument
+        outputs = model.apply({"params": params}, batch["depth"], mc=False)
+        pose = {k: v for k, v in outputs.items() if k in ("pose_BxJx3", "log_var_BxJx3")}
+        return jax.vmap(one)(pose, batch["joints"], batch["visible"])
+
+    return loss_B
 
 
 # ------------------------------------------------------------------------------- inference
