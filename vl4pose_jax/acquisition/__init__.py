@@ -80,7 +80,8 @@ class Method:
 
 
 def register(name: str, module) -> None:
-    """Register a method: any object with `select`, `TASKS` and optionally `REQUIRES_AUX`."""
+    """Register a method: any object with `select`, `TASKS` and optionally `REQUIRES_AUX`,
+    `DEEPPRIOR`, `SCORES_RECORDS` and `rank_new` (module doc)."""
     if not callable(getattr(module, "select", None)) or not getattr(module, "TASKS", None):
         raise TypeError("a method needs a callable `select` and a non-empty `TASKS`")
     _REGISTERED[name] = module
