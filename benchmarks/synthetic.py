@@ -2,8 +2,9 @@
 
     python benchmarks/synthetic.py [--num 300] [--repeats 3] [--out results.json]
 
-Prints JSON: examples per second for people at 64, 128 and 256 px and for hand depth frames,
-the best of `repeats` runs by process CPU time (robust on a shared machine) and by wall time.
+Prints JSON: examples per second for people at 64, 128 and 256 px, for 128-px rare-pose people
+of each mode (`rare_poses`) and for hand depth frames, the best of `repeats` runs by process
+CPU time (robust on a shared machine) and by wall time.
 """
 import argparse
 import json
@@ -41,6 +42,10 @@ def main():
     for size in (64, 128, 256):
         results[f"human_{size}px"] = _rate(
             lambda i, s=size: synthetic.human_example(0, i, image_size=s), args.num, args.repeats)
+    for mode in synthetic.RARE_POSE_MODES:
+        results[f"human_128px_rare_{mode}"] = _rate(
+            lambda i, m=mode: synthetic.human_example(0, i, ood_kind="rare_pose", rare_poses=m),
+            args.num, args.repeats)
     results["hand_240x320"] = _rate(lambda i: synthetic.hand_example(0, i), args.num,
                                     args.repeats)
     text = json.dumps(results, indent=2)

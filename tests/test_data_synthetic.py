@@ -283,11 +283,17 @@ def test_families_are_their_postures():
         j = families.sample(rng, "cartwheel").joints
         down = (j[8] + j[11]) / 2 - j[1]
         assert 70 <= _angle(down, np.array([0.0, 1.0])) <= 125  # sideways
-        j3 = families.sample(rng, "tuck").joints_3d
-        assert all(j3[k, 1] < j3[h, 1] for h, k in ((8, 9), (11, 12)))  # knees above the hips
-        j3 = families.sample(rng, "kick").joints_3d
-        raised = [_angle(j3[k] - j3[h], np.array([0.0, 1.0, 0.0])) for h, k in ((8, 9), (11, 12))]
-        assert max(raised) >= 55 and min(raised) <= 20  # one leg kicked, one standing
+        j3 = families.sample(rng, "pike").joints_3d
+        for hip, knee, ankle in ((8, 9, 10), (11, 12, 13)):  # straight legs raised forwards
+            assert j3[knee, 2] > 0.1 and _angle(j3[knee] - j3[hip], j3[ankle] - j3[knee]) <= 20
+        pose = families.sample(rng, "leg_lift")
+        j, j3 = pose.joints, pose.joints_3d
+        down = (j[8] + j[11]) / 2 - j[1]
+        assert 70 <= _angle(down, np.array([0.0, 1.0])) <= 110  # lying
+        lower = LHIP if j[LSHO, 1] > j[RSHO, 1] else RHIP  # the side nearer the floor
+        top = RHIP if lower == LHIP else LHIP
+        raised = [_angle(j3[h + 1] - j3[h], np.array([0.0, 1.0, 0.0])) for h in (lower, top)]
+        assert raised[1] >= 35 and raised[0] <= 20  # the top leg raised, the lower one not
 
 
 def _wrist_near_shoulder_share(examples):
@@ -331,11 +337,8 @@ def test_rare_pose_family_names_the_drawn_family():
     for i in range(8):  # the family is the one the example was drawn from
         j = sy.human_example(1, i, image_size=64, ood_kind="rare_pose",
                              rare_poses="families")["joints"]
-        upside_down = j[HEAD, 1] > (j[LHIP, 1] + j[RHIP, 1]) / 2
-        if names[i] == "handstand":
-            assert upside_down
-        if names[i] == "kick":
-            assert not upside_down
+        tilt = _angle((j[LHIP] + j[RHIP]) / 2 - j[NECK], np.array([0.0, 1.0]))
+        assert tilt >= 155 if names[i] == "handstand" else tilt >= 65  # never upright
     for ex in sy.human_examples(21, 120, image_size=32, ood_fraction=1.0, rare_poses="families"):
         assert np.all(ex["joints"] >= 0.5) and np.all(ex["joints"] <= 30.5), ex["id"]
 

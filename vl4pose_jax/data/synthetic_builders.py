@@ -11,9 +11,9 @@ human image size and how rare human poses are drawn are a `SyntheticConfig`; bui
   tiny           16 / 32 / 16 / 16, 25 % OOD (tests)
   families       600 / 2,500 / 500 / 500, 40 % OOD, people only: rare poses from coherent
                  families with human joint angles (`synthetic.families`: handstands,
-                 cartwheels, somersault tucks, high kicks); 100 rare-pose and 100 appearance
-                 people in test and in validation, 500 rare poses in the pool, and a train split
-                 3x the CPU regime's 200 initial labelled, so that seeds draw different ones
+                 cartwheels, pikes, leg lifts); 100 rare-pose and 100 appearance people in
+                 test and in validation, 500 rare poses in the pool, and a train split 3x the
+                 CPU regime's 200 initial labelled, so that seeds draw different ones
   families_tiny  16 / 32 / 16 / 16, 50 % OOD, rare-pose families (tests)
 
 Build with `builders.build("synthetic_human", config="tiny", data_dir=...)` or
@@ -24,8 +24,9 @@ share an example. Records hold the same features as the real builders: people as
 bytes (the stored pixels are exactly the generator's, so the same seed gives identical bytes),
 hands as 16-bit depth PNGs (ICVL intrinsics, so synthetic hands go through the same crop as
 ICVL). Stable ids: "<split>:<generator id>". Version 1.2.0 added the validation split and the
-families configs; train, pool and test of the other configs are those of 1.1.0. TFDS generates only a builder's current version, so 1.1.0
-cannot be built any more; a 1.1.0 build already on disk still opens (`version="1.1.0"`).
+families configs; train, pool and test of the other configs are those of 1.1.0. TFDS generates
+only a builder's current version, so 1.1.0 cannot be built any more; a 1.1.0 build already on
+disk still opens (`version="1.1.0"`).
 """
 from __future__ import annotations
 

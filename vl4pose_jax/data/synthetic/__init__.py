@@ -11,8 +11,9 @@ finds what the model has not seen:
   * 'none': in distribution;
   * 'rare_pose': a pose outside the normal range (people, `rare_poses='extreme'`: upside down,
     cartwheels, splits and limbs beyond the usual joint limits; `rare_poses='families'`:
-    handstands, cartwheels, somersault tucks and high kicks with human joint angles; hands:
-    palm facing away, fingers pointing down, hyperextended or over-flexed fingers);
+    handstands, cartwheels, somersaults in pike and side-lying leg lifts with human joint
+    angles; hands: palm facing away, fingers pointing down, hyperextended or over-flexed
+    fingers);
   * 'appearance': a visual shift with an ordinary pose (people: greyscale, inverted colours or a
     high-frequency stripe texture; hands: heavy sensor noise, large holes, or a cluttered
     background close behind the hand). In-distribution examples never use these.
@@ -31,9 +32,9 @@ Usage::
     hand['joints']         # float32 (16, 3) (u px, v px, d mm), icvl16 order
 
 Modules: `sampling` (seeded streams, `assign_ood`), `raster` (the antialiased shape painter),
-`people` (the human generator), `families` (its rare-pose families), `hands` (the depth-hand generator; not to be confused with
-`vl4pose_jax.data.hands`, the crop geometry of every hand dataset). This package re-exports the
-generators' public names.
+`people` (the human generator), `families` (its rare-pose families), `hands` (the depth-hand
+generator; not to be confused with `vl4pose_jax.data.hands`, the crop geometry of every hand
+dataset). This package re-exports the generators' public names.
 
 Conventions. Pixel centres are at integer coordinates (pixel (row i, column j) is centred on
 x = j, y = i), as in `vl4pose_jax.heatmaps`. Humans use `skeletons.lsp14` ("l" = the person's

@@ -1,17 +1,17 @@
 """Rare human poses a pose network can learn: coherent acrobatic families with human joint angles.
 
 The 'families' mode of `people.human_example` draws each 'rare_pose' person from one of
-`FAMILIES` (handstand, cartwheel, somersault tuck, high kick), each a posture with its own
-range of roll (the body's rotation in the image plane) and of limb articulation, built by 3-D
-forward kinematics. Body frame: x the person's left, y down, z towards the camera (the person's
-front), neck at the origin, body units (standing height about 1, as `people`). A limb is placed
-by its elevation (degrees from hanging straight down), its azimuth (the plane it is raised in:
-0 sideways, 90 forwards, -90 backwards), the flexion of its middle joint (elbow, knee; 0 =
-straight) and a twist of that bend about the upper segment (humeral or hip rotation); every
-family keeps these inside `LIMITS` (`hip_limit`). The body is then turned about its long axis
-(yaw), projected orthographically onto the image plane and rolled: `sample(rng)` returns the
-family, the 3-D joints (before yaw and roll, for checking angles) and the (14, 2) lsp14 joints
-in body units that `people` renders.
+`FAMILIES` (handstand, cartwheel, somersault in pike, side-lying leg lift), each a posture
+with its own range of roll (the body's rotation in the image plane) and of limb articulation,
+built by 3-D forward kinematics. Body frame: x the person's left, y down, z towards the camera
+(the person's front), neck at the origin, body units (standing height about 1, as `people`). A
+limb is placed by its elevation (degrees from hanging straight down), its azimuth (the plane it
+is raised in: 0 sideways, 90 forwards, -90 backwards), the flexion of its middle joint (elbow,
+knee; 0 = straight) and a twist of that bend about the upper segment (humeral or hip
+rotation); every family keeps these inside `LIMITS` (`hip_limit`). The body is then turned
+about its long axis (yaw), projected orthographically onto the image plane and rolled:
+`sample(rng)` returns the family, the 3-D joints (before yaw and roll, for checking angles) and
+the (14, 2) lsp14 joints in body units that `people` renders.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ import numpy as np
 
 from vl4pose_jax.data.synthetic.sampling import uniform
 
-FAMILIES = ("handstand", "cartwheel", "tuck", "kick")
+FAMILIES = ("handstand", "cartwheel", "pike", "leg_lift")
 # Joint ranges (degrees) every family keeps to: elbow and knee flexion; the thigh's elevation
 # when raised forwards (flexion), sideways (abduction: a trained gymnast's; most adults reach
 # 45) or backwards (extension); the upper arm's elevation when raised backwards.
@@ -111,30 +111,35 @@ def _cartwheel(rng):
     return _either(rng) * uniform(75, 120, rng), uniform(-30, 30, rng), arms, legs
 
 
-def _tuck(rng):
-    """A somersault: knees pulled to the chest, hands on the shins, rolled 90-270 degrees."""
-    arms = [Limb(uniform(50, 100, rng), uniform(60, 100, rng), uniform(40, 110, rng),
-                 uniform(-20, 20, rng)) for _ in range(2)]
-    legs = [Limb(uniform(95, 125, rng), uniform(70, 100, rng), uniform(110, 150, rng),
-                 uniform(-15, 15, rng)) for _ in range(2)]
-    return 180 + uniform(-90, 90, rng), uniform(-60, 60, rng), arms, legs
-
-
-def _kick(rng):
-    """On one leg, the other kicked high sideways or forwards, arms out, leaning away from it."""
-    arms = [Limb(uniform(70, 120, rng), uniform(-10, 30, rng), uniform(0, 40, rng))
+def _pike(rng):
+    """A somersault in pike: straight legs raised together, hands reaching towards them, turned
+    aside so that the fold shows, rolled 90-270 degrees."""
+    hips = uniform(70, 115, rng)
+    legs = [Limb(hips + uniform(-5, 5, rng), uniform(75, 100, rng), uniform(0, 20, rng))
             for _ in range(2)]
-    if rng.uniform() < 0.5:
-        kicked = Limb(uniform(55, 75, rng), uniform(-10, 20, rng), uniform(0, 30, rng))
+    arms = [Limb(uniform(60, 110, rng), uniform(60, 100, rng), uniform(0, 30, rng))
+            for _ in range(2)]
+    return 180 + uniform(-90, 90, rng), _either(rng) * uniform(25, 65, rng), arms, legs
+
+
+def _leg_lift(rng):
+    """Lying on one side, the top leg raised sideways, the lower arm under the head."""
+    roll = _either(rng) * uniform(75, 105, rng)  # > 0: head to the image's right, left side down
+    lower_leg = Limb(uniform(0, 20, rng), uniform(-10, 60, rng), uniform(0, 40, rng))
+    top_leg = Limb(uniform(35, 75, rng), uniform(-15, 25, rng), uniform(0, 20, rng))
+    lower_arm = Limb(uniform(140, 180, rng), uniform(-10, 40, rng), uniform(60, 140, rng))
+    if rng.uniform() < 0.5:  # the top hand on the hip, or reaching up towards the raised leg
+        top_arm = Limb(uniform(0, 40, rng), uniform(0, 90, rng), uniform(0, 60, rng))
     else:
-        kicked = Limb(uniform(80, 125, rng), uniform(70, 95, rng), uniform(0, 30, rng))
-    standing = Limb(uniform(0, 10, rng), uniform(-10, 10, rng), uniform(0, 15, rng))
-    side = _either(rng)  # +1: the left leg kicks (image right), so the body leans right
-    legs = [kicked, standing] if side > 0 else [standing, kicked]
-    return -side * uniform(15, 40, rng), uniform(-40, 40, rng), arms, legs
+        top_arm = Limb(uniform(60, 120, rng), uniform(-15, 30, rng), uniform(0, 30, rng))
+    arms, legs = [lower_arm, top_arm], [lower_leg, top_leg]  # [left, right] when left is down
+    if roll < 0:
+        arms, legs = arms[::-1], legs[::-1]
+    return roll, uniform(-30, 30, rng), arms, legs
 
 
-_POSTURES = {"handstand": _handstand, "cartwheel": _cartwheel, "tuck": _tuck, "kick": _kick}
+_POSTURES = {"handstand": _handstand, "cartwheel": _cartwheel, "pike": _pike,
+             "leg_lift": _leg_lift}
 
 
 def sample(rng, family: str | None = None) -> FamilyPose:

@@ -7,8 +7,9 @@ hair) and maybe occluders on a `raster.Canvas`; joint j is occluded iff the shap
 nearest pixel was drawn after j's first body part and does not contain j. 'rare_pose' examples
 are, by `rare_poses=`, upside down, cartwheels, splits or beyond the usual joint limits
 ('extreme') or acrobatic postures with human joint angles ('families': `families`);
-'appearance' examples are greyscale, colour-inverted or striped. `pose=` renders a given pose instead
-(`normalise_human_pose`). The package doc (`vl4pose_jax.data.synthetic`) has the conventions.
+'appearance' examples are greyscale, colour-inverted or striped. `pose=` renders a given pose
+instead (`normalise_human_pose`). The package doc (`vl4pose_jax.data.synthetic`) has the
+conventions.
 """
 from __future__ import annotations
 

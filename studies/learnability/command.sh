@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Can the CPU model learn the synthetic rare-pose families from ~100 labelled ones? (check.py,
+# README.md.) Seeds 0-2, 120 epochs per training; the families config builds on first use.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+python studies/learnability/check.py --seeds=0,1,2 --epochs=120 \
+    --out=studies/learnability/results.jsonl
