@@ -5,3 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 python studies/learnability/check.py --seeds=0,1,2 --epochs=120 \
     --out=studies/learnability/results.jsonl
+# How often a wrist lies within the PCK@0.2 radius of its own shoulder, per kind ('small': the
+# old rare poses; 'families'): a few seconds.
+python studies/learnability/wrist_share.py --out=studies/learnability/wrist_share.json
