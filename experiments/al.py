@@ -2,8 +2,10 @@
 whole paper protocols (train → evaluate → score the pool → select → label, per round) for one or
 more methods and seeds, checkpointing every round with Orbax in `--workdir` so that rerunning the
 same command resumes exactly. Flags left unset take the protocol of the chosen dataset
-(`protocol.PROTOCOLS`; `--protocol=cke` picks the Bayesian DeepPrior / CKE paper's on a hand dataset); the
-quick CPU run is `--dataset=synthetic_human --method=vl4pose,random --preset=tiny`. Every check
+(`protocol.PROTOCOLS`; `--protocol=cke` picks the Bayesian DeepPrior / CKE paper's on a hand dataset;
+the training of earlier versions is `--lr_schedule=constant --optimizer_state=carried
+--noselect_best`); the quick CPU run is `--dataset=synthetic_human --method=vl4pose,random
+--preset=tiny`. Every check
 that needs no training (names, prepared data, budget vs pool) runs first and exits non-zero with
 a one-paragraph message. Results: `WORKDIR/results.jsonl`; tables: `python -m experiments.report`.
 A second launch on a workdir in use is refused (exit 1, naming the holder); SIGTERM and Ctrl-C
@@ -60,6 +62,19 @@ flags.DEFINE_integer("min_steps", None, "Each training runs at least this many o
                      "(protocol default; for small labelled sets at a large batch).")
 flags.DEFINE_float("lr", None, "Adam learning rate (default: 3e-4 hourglass, 1e-3 DeepPrior, "
                    "3e-3 on synthetic_human).")
+flags.DEFINE_enum("lr_schedule", None, list(protocol.LR_SCHEDULES), "Pose learning rate within "
+                  "a round (protocol default): 'constant'; 'plateau', the VL4Pose reference's "
+                  "ReduceLROnPlateau (halved after 5 epochs without a lower validation pose "
+                  "loss, cooldown 2, at least 3e-6), restarted every round; 'cosine', to 0.01x "
+                  "over the round's steps. The auxiliary net's rate stays fixed.")
+flags.DEFINE_enum("optimizer_state", None, list(protocol.OPTIMIZER_STATES), "Adam's state in a "
+                  "warm-started round (protocol default): 'carried' from the previous round or "
+                  "'fresh' (the reference).")
+flags.DEFINE_bool("select_best", None, "End every round's training with the epoch's state of "
+                  "lowest validation pose loss (evaluated, scored, checkpointed, fine-tuned "
+                  "next; protocol default). Needs the dataset's validation split.")
+flags.DEFINE_integer("early_stopping", None, "Stop a round's training after this many epochs "
+                     "without a lower validation pose loss (0: never; protocol default).")
 flags.DEFINE_integer("checkpoint_every", 10, "Epochs between mid-training checkpoints (0: only "
                      "at the end of each round).")
 flags.DEFINE_float("pre_subset", None, "Score only a random fraction in (0, 1] or a whole count "

@@ -10,8 +10,8 @@ generates its examples) and one registry line (`register_toy`). People are a fiv
 (`SKELETON`, "toy5": a root and four limbs, left/right flip pairs) painted as capsules on a
 smooth random background, 64 x 64 RGB PNGs, every joint visible and inside the image, PCK
 normaliser = the longest limb (px), no OOD examples. Splits `SIZES`: train 16 (the initial
-labelled set), pool 32, test 16; split k draws from `np.random.default_rng([k])`, so every build
-holds the same records.
+labelled set), pool 32, test 16, validation 8; split k draws from `np.random.default_rng([k])`,
+so every build holds the same records.
 """
 import io
 
@@ -25,7 +25,7 @@ from vl4pose_jax.data.synthetic import raster
 
 NAME = "toy_pose"
 IMAGE_SIZE = 64
-SIZES = {"train": 16, "pool": 32, "test": 16}
+SIZES = {"train": 16, "pool": 32, "test": 16, "validation": 8}
 SKELETON = skeletons.Skeleton(
     names=("root", "left_arm", "right_arm", "left_leg", "right_leg"),
     links=((0, 1), (0, 2), (0, 3), (0, 4)), flip_pairs=((1, 2), (3, 4)), name="toy5")

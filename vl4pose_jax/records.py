@@ -1,6 +1,7 @@
 """The records an AL simulation sees: `load_data(config)` opens the dataset's `train` split (the
 initial labelled set, when it has one) followed by its `pool` split as one record-index space
-(`Data.source`, ids `split/id`, OOD kind per record) and its `test` split; `initial_labelled`
+(`Data.source`, ids `split/id`, OOD kind per record), its `test` split and, when the training
+reads a validation loss (`Config.needs_validation`), its `validation` split; `initial_labelled`
 draws a seed's initial labelled set, `pre_subset_pool` a round's random candidates, and
 `validate(config)` runs every check that needs no training (`protocol.check`, the data prepared,
 the budget against the pool) and returns the opened data.
@@ -51,6 +52,7 @@ class Data:
     ood_N: np.ndarray       # int per record of `source`
     pool_start: int         # first pool record
     image_size: int
+    validation: data.Source | None = None   # opened when `config.needs_validation`
 
 
 def read_field(source: data.Source, key: str) -> list:
@@ -68,7 +70,30 @@ def load_data(config: Config) -> Data:
     ood = np.concatenate([np.asarray(read_field(p, "ood"), np.int64).reshape(-1) for p in parts])
     size = (HUMAN_PRESETS[config.preset].input_size if sp.kind == "human"
             else HAND_SIZES[config.preset])
-    return Data(Union(parts), test, ids, ood, len(parts[0]) if len(parts) == 2 else 0, size)
+    validation = load_validation(config, kw) if config.needs_validation else None
+    return Data(Union(parts), test, ids, ood, len(parts[0]) if len(parts) == 2 else 0, size,
+                validation)
+
+
+def load_validation(config: Config, kw: dict) -> data.Source:
+    """The `validation` split, or a SimulationError saying which flags need it and what to do."""
+    flags = [f for f, on in (("--lr_schedule=plateau", config.lr_schedule == "plateau"),
+                             ("--select_best", config.select_best),
+                             (f"--early_stopping={config.early_stopping}",
+                              config.early_stopping > 0)) if on]
+    try:
+        if "validation" in data.spec(config.dataset).splits:
+            return data.load(config.dataset, "validation", **kw)
+        why = "its builder makes no 'validation' split (add one to the builder)"
+    except KeyError:
+        why = ("it was built before its builder made a 'validation' split: rebuild it with the "
+               "current builder version (move the old build away, then "
+               + data.prepare_command(config.dataset, data_dir=config.data_dir,
+                                      config=config.data_config) + ")")
+    raise SimulationError(
+        f"{', '.join(flags)} read the pose loss on the validation split every epoch, but dataset "
+        f"{config.dataset!r} has none: {why}; or train without a validation split: "
+        "--lr_schedule=constant (or cosine) --noselect_best --early_stopping=0.")
 
 
 def initial_labelled(config: Config, d: Data) -> np.ndarray:

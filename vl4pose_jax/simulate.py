@@ -35,14 +35,13 @@ import pathlib
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from vl4pose_jax import parallel, preemption, workdir as wd
 from vl4pose_jax.acquire import acquire, score_test_split
 from vl4pose_jax.evaluation import evaluate, predict_test, selected_examples
-from vl4pose_jax.fit import fit
-from vl4pose_jax.nets import Nets, learning_rate, multi_step, nets_for
+from vl4pose_jax.fit import copy_state, fit_round
+from vl4pose_jax.nets import Nets, is_scheduled, learning_rate, multi_step, nets_for
 from vl4pose_jax.protocol import Config, SimulatedCrash, SimulationError, round_key
 from vl4pose_jax.records import Data, initial_labelled, validate
 
@@ -75,21 +74,18 @@ def run(config: Config, workdir, *, data_: Data | None = None, log=print,
         return [row for k in sorted(rows_by_run) for row in rows_by_run[k]]
 
 
-def _copy(state):
-    """A state with its own buffers (train steps donate theirs)."""
-    return jax.tree.map(lambda x: jnp.array(x, copy=True), state)
-
-
 def shared_round0(config: Config, d: Data, workdir: pathlib.Path, log=print) -> dict:
     """The first round's training, done once for the methods of `config.seed` that have not
     finished round 0 and would train the same network: {method: (trained state, seconds)}.
     Heatmap methods: every one (same initial set, key and data order; auxiliary nets see
     detached features, and `train.make_heatmap_multi_step` trains every method's auxiliary net
-    beside the hourglass, so each method gets the state its own training would give).
+    beside the hourglass, so each method gets the state its own training would give; the
+    validation loss, the schedule and the best state depend on the hourglass alone).
     Regression methods: each group of two or more with the same network and no auxiliary net
     (e.g. random, coreset, coregcn and uncertaingcn on DeepPrior; mc_dropout and cke on
-    Bayesian DeepPrior). Empty without such a group, with `init_from` or without
-    `share_round0`. Mid-training checkpoints go to `checkpoints/round0_shared/seed_<seed>/`
+    Bayesian DeepPrior). Values: (trained state, seconds, `fit.Training` or None). Empty
+    without such a group, with `init_from` or without `share_round0`. Mid-training
+    checkpoints go to `checkpoints/round0_shared/seed_<seed>/`
     (heatmap) or `checkpoints/round0_shared_<first method of the group>/seed_<seed>/`."""
     if config.init_from or not config.share_round0 or config.epochs == 0:
         return {}
@@ -108,14 +104,15 @@ def shared_round0(config: Config, d: Data, workdir: pathlib.Path, log=print) -> 
         skeleton = d.source.skeleton
         shared = dataclasses.replace(by_method[todo[0]], step=multi_step(
             skeleton, config.preset, tuple(sorted(heads)), learning_rate(config),
-            config.precision))
-        state, seconds = _train_round0(config, d, workdir, "round0_shared", todo, shared, state,
-                                       log)
+            config.precision, is_scheduled(config)))
+        state, seconds, training = _train_round0(config, d, workdir, "round0_shared", todo,
+                                                 shared, state, log)
         for m, n in by_method.items():
             head = None if n.aux is None else n.aux.head
-            out[m] = (_copy(state.replace(
+            out[m] = (copy_state(state.replace(
                 aux_params=None if head is None else state.aux_params[head],
-                aux_opt_state=None if head is None else state.aux_opt_state[head])), seconds)
+                aux_opt_state=None if head is None else state.aux_opt_state[head])), seconds,
+                training)
         return out
     groups: dict = {}  # `nets` is cached: methods with equal networks share one Nets object
     for m, n in by_method.items():
@@ -123,38 +120,41 @@ def shared_round0(config: Config, d: Data, workdir: pathlib.Path, log=print) -> 
             groups.setdefault(id(n), []).append(m)
     for group in (g for g in groups.values() if len(g) >= 2):
         n = by_method[group[0]]
-        state, seconds = _train_round0(config, d, workdir, f"round0_shared_{group[0]}", group,
-                                       n, n.init(key), log)
-        out.update({m: (_copy(state), seconds) for m in group})
+        state, seconds, training = _train_round0(config, d, workdir, f"round0_shared_{group[0]}",
+                                                 group, n, n.init(key), log)
+        out.update({m: (copy_state(state), seconds, training) for m in group})
     return out
 
 
 def _train_round0(config: Config, d: Data, workdir: pathlib.Path, name: str, methods: list,
                   n: Nets, state, log) -> tuple:
     """Round 0 of `config.seed` trained once for `methods`, resumable from its mid-training
-    checkpoints in `checkpoints/<name>/seed_<seed>/training`: (state, seconds)."""
+    checkpoints in `checkpoints/<name>/seed_<seed>/training`: (state, seconds, training)."""
     state = parallel.replicate(state, parallel.train_mesh())
     mid = wd.MidRound(wd.run_dir(workdir, name, config.seed), f"[seed {config.seed}] shared:",
-                      log, config.crash_at)
+                      log, config.crash_at, with_best=config.select_best)
     state, resume = mid.resume(state, 0)
     log(f"[seed {config.seed}] round 0 trained once for {', '.join(methods)}")
     t0 = time.perf_counter()
-    state = fit(config, d, n, state, initial_labelled(config, d), config.epochs, 0,
-                f"s{config.seed} r0 shared", checkpoint=mid.saver(0), **resume)
+    state, training = fit_round(config, d, n, state, initial_labelled(config, d), config.epochs,
+                                0, f"s{config.seed} r0 shared", checkpoint=mid.saver(0),
+                                **resume)
     seconds = round(time.perf_counter() - t0, 3)
     mid.close()
-    return state, seconds
+    return state, seconds, training
 
 
 def run_method(config: Config, d: Data, method: str, workdir: pathlib.Path, rows_by_run,
                run_key, log, on_round=None, round0=None):
-    """Rounds of one (method, seed); `round0`: (state, seconds) of a shared first training."""
+    """Rounds of one (method, seed); `round0`: (state, seconds, training) of a shared first
+    training."""
     n = nets_for(config, method)
     who = f"[{method} seed {config.seed}]"
     base = wd.run_dir(workdir, method, config.seed)
     mngr = wd.manager(base / "rounds")
     first = run_key[0] == 0   # crash_at (tests) acts on the first method only
-    mid = wd.MidRound(base, who, log, config.crash_at if first else None)
+    mid = wd.MidRound(base, who, log, config.crash_at if first else None,
+                      with_best=config.select_best)
     mesh = parallel.train_mesh()
     state = parallel.replicate(n.init(round_key(config.seed, 0, "init")), mesh)
     if config.init_from and mngr.latest_step() is None:  # fine-tune a previous run's weights
@@ -181,20 +181,26 @@ def run_method(config: Config, d: Data, method: str, workdir: pathlib.Path, rows
         if rnd > 0 and config.retrain == "scratch":
             state = parallel.replicate(n.init(round_key(config.seed, rnd, "init")), mesh)
         epochs = config.epochs if rnd == 0 or config.retrain == "scratch" else config.cycle_epochs
+        warm = config.init_from if rnd == 0 else config.retrain == "finetune"
+        if warm and config.optimizer_state == "fresh":   # a new Adam, as the reference
+            state = n.fresh_optimizer(state)
         state, resume = mid.resume(state, rnd)
         t0 = time.perf_counter()
         if rnd == 0 and round0 is not None:
-            state, seconds_train = parallel.replicate(round0[0], mesh), round0[1]
+            state, seconds_train, training = round0
+            state = parallel.replicate(state, mesh)
         else:
-            state = fit(config, d, n, state, labelled_N, epochs, rnd,
-                        f"{method} s{config.seed} r{rnd}", checkpoint=mid.saver(rnd), **resume)
+            state, training = fit_round(config, d, n, state, labelled_N, epochs, rnd,
+                                        f"{method} s{config.seed} r{rnd}",
+                                        checkpoint=mid.saver(rnd), **resume)
             seconds_train = time.perf_counter() - t0
         predictions = predict_test(config, d, n, state)
         row = {"method": method, "seed": config.seed, "round": rnd,
                "num_labelled": int(len(labelled_N)),
                **evaluate(config, d, n, state, predictions),
                **score_test_split(config, d, n, state, method, predictions, rnd),
-               "selected_ids": [], "seconds_train": round(seconds_train, 3), "seconds_score": 0.0}
+               "selected_ids": [], "seconds_train": round(seconds_train, 3), "seconds_score": 0.0,
+               **({} if training is None else training.row())}
         sel, examples = None, None
         if rnd < config.rounds:
             t0 = time.perf_counter()
@@ -214,6 +220,9 @@ def run_method(config: Config, d: Data, method: str, workdir: pathlib.Path, rows
         name, value = next(iter(row["metrics"].items()))
         log(f"{who} round {rnd}: {row['num_labelled']} labelled, "
             f"{name} {value:.2f}, train {seconds_train:.1f}s, score {row['seconds_score']:.1f}s"
+            + ("" if training is None else
+               f", {row['epochs_run']} epochs (best {row['best_epoch']}, final lr "
+               f"{row['final_lr']:.3g})")
             + (f", {row['num_scored']} scored" if "num_scored" in row else "")
             + (f", OOD AUROC {row['ood_auroc']:.3f}" if "ood_auroc" in row else ""))
         if on_round is not None:
@@ -235,10 +244,14 @@ def _replot(config: Config, d: Data, n: Nets, state, method: str, labelled_N, ro
     between the round's checkpoint and its plots): the selection is recomputed from the
     restored state (deterministic, so it equals `row['selected_ids']`)."""
     missing = getattr(on_round, "missing", None)
-    need = bool(row["selected_ids"]) and missing is not None and bool(missing(row))
+    need = missing is not None and bool(missing(row))
     if jax.process_count() > 1:   # acquisition is collective: all or none
         need = any(parallel.gather_bytes(b"1" if need else b""))
     if not need:
+        return
+    if not row["selected_ids"]:   # a round without acquisition: its training plot
+        if on_round is not None:
+            on_round(row, {"selection": None, "examples": None})
         return
     k = len(row["selected_ids"])
     sel, _ = acquire(config, d, n, state, method, labelled_N[:-k], row["round"])

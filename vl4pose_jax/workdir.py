@@ -4,7 +4,8 @@
     WORKDIR/results.jsonl                    one row per finished round (primary process)
     WORKDIR/.run.lock                        the run lock (`lock`, held by the primary)
     WORKDIR/checkpoints/<method>/seed_<s>/rounds     end of every round: state + meta
-    WORKDIR/checkpoints/<method>/seed_<s>/training   mid-round: state + data-iterator states
+    WORKDIR/checkpoints/<method>/seed_<s>/training   mid-round: state (+ best state) +
+                                                     data-iterator states + training record
     WORKDIR/checkpoints/round0_shared*/seed_<s>/training   a shared round 0, mid-training
 
 Orbax managers keep the two newest steps; a state (`train.TrainState`, typed PRNG keys stored as
@@ -38,6 +39,7 @@ import orbax.checkpoint as ocp
 from vl4pose_jax import data, locking, parallel
 from vl4pose_jax.nets import Nets, nets_for
 from vl4pose_jax.protocol import Config, SimulatedCrash, SimulationError, round_key
+from vl4pose_jax.train import TrainState
 
 CONFIG_FILE = "config.json"
 RESULT_FILE = "results.jsonl"
@@ -49,12 +51,19 @@ def run_dir(workdir, method: str, seed: int) -> pathlib.Path:
     return pathlib.Path(workdir) / "checkpoints" / method / f"seed_{seed}"
 
 
-def _to_saveable(state):
-    return state.replace(rng=jax.random.key_data(state.rng))
+def _is_state(x) -> bool:
+    return isinstance(x, TrainState)
 
 
-def _from_saved(state):
-    return state.replace(rng=jax.random.wrap_key_data(state.rng))
+def _to_saveable(tree):
+    """`tree` (a state, or a dict of states) with raw key data for the typed PRNG keys."""
+    return jax.tree.map(lambda s: s.replace(rng=jax.random.key_data(s.rng)), tree,
+                        is_leaf=_is_state)
+
+
+def _from_saved(tree):
+    return jax.tree.map(lambda s: s.replace(rng=jax.random.wrap_key_data(s.rng)), tree,
+                        is_leaf=_is_state)
 
 
 def manager(path: pathlib.Path, create: bool = True):
@@ -241,9 +250,12 @@ def check_config(config: Config, workdir) -> None:
     ident = config.identity()
     if path.exists():
         # Workdirs written before --precision / --num_workers / --init_from / --min_steps /
-        # --bayesian_deepprior.
+        # --bayesian_deepprior / --lr_schedule, --optimizer_state, --select_best,
+        # --early_stopping: the behaviour they had.
         old = {"precision": "float32", "num_workers": 0, "init_from": None, "min_steps": 0,
-               "bayesian_deepprior": False, **json.loads(path.read_text())}
+               "bayesian_deepprior": False, "lr_schedule": "constant",
+               "optimizer_state": "carried", "select_best": False, "early_stopping": 0,
+               **json.loads(path.read_text())}
         if old != ident:
             diff = {k: (old.get(k), ident.get(k)) for k in sorted(set(old) | set(ident))
                     if old.get(k) != ident.get(k)}
@@ -295,19 +307,30 @@ def finished_round0(workdir, method: str, seed: int) -> bool:
 
 class MidRound:
     """The mid-round checkpoints of one training folder (`<run dir>/training`): step
-    `round * MID + steps done`, with every process's data-iterator state in the meta.
-    `resume(state, rnd)` gives the state and the `fit` arguments to continue round `rnd`
-    (or `state` and {}), `saver(rnd)` the `checkpoint` hook of `fit`."""
+    `round * MID + steps done`, with every process's data-iterator state and the training
+    record (`fit.Training.meta`) in the meta; `with_best` (`--select_best`): the state best on
+    validation so far is saved beside the state ({'state', 'best'}; the state itself stands in
+    before the first validation). `resume(state, rnd)` gives the state and the `fit_round`
+    arguments to continue round `rnd` (or `state` and {}), `saver(rnd)` the `checkpoint` hook of
+    `fit_round`."""
 
-    def __init__(self, folder: pathlib.Path, label: str, log=print, crash_at: str | None = None):
+    def __init__(self, folder: pathlib.Path, label: str, log=print, crash_at: str | None = None,
+                 with_best: bool = False):
         self.mngr = manager(pathlib.Path(folder) / "training")
         self.label, self.log, self.crash_at = label, log, crash_at
+        self.with_best = with_best
 
     def resume(self, state, rnd: int) -> tuple:
         steps = [s for s in self.mngr.all_steps() if s // MID == rnd]
-        last, restored, meta = restore_or_explain(self.mngr, state, steps=steps, log=self.log)
+        template = {"state": state, "best": state} if self.with_best else state
+        last, restored, meta = restore_or_explain(self.mngr, template, steps=steps, log=self.log)
         if last is None:
             return state, {}
+        best = None
+        if self.with_best:
+            training = meta.get("training") or {}
+            restored, best = restored["state"], (restored["best"] if training.get("best_epoch")
+                                                 else None)
         iterators = meta.get("iterators") or [meta["iterator"]]   # older: one
         if len(iterators) != jax.process_count():
             raise SimulationError(
@@ -315,13 +338,16 @@ class MidRound:
                 f"resume it with that many, not {jax.process_count()}.")
         self.log(f"{self.label} resuming round {rnd} at step {meta['step']}")
         return restored, dict(start_step=meta["step"],
-                              iterator_state=iterators[jax.process_index()].encode())
+                              iterator_state=iterators[jax.process_index()].encode(),
+                              training=meta.get("training"), best=best)
 
     def saver(self, rnd: int):
-        def checkpoint(state, done, iterator_state):
+        def checkpoint(state, done, iterator_state, training=None, best=None):
             iterators = [s.decode() for s in parallel.gather_bytes(iterator_state)]
-            save(self.mngr, rnd * MID + done, state,
-                 {"round": rnd, "step": done, "iterators": iterators})
+            item = {"state": state, "best": state if best is None else best} \
+                if self.with_best else state
+            save(self.mngr, rnd * MID + done, item,
+                 {"round": rnd, "step": done, "iterators": iterators, "training": training})
             if self.crash_at == f"train:{rnd}:{done}":
                 raise SimulatedCrash(f"simulated crash in round {rnd} at step {done}")
         return checkpoint
