@@ -1,9 +1,10 @@
 """Figures of AL runs, drawn with matplotlib (Agg backend) into PNG files: learning curves of
 the headline metric (mean ± 1 std band over seeds per method), per-OOD-kind panels of a
-diagnostic table, and, per acquisition round, a gallery of the selected images with predicted
-(and true) skeletons and a histogram of the pool's scores against the selection's.
-`round_plotter(workdir)` is the per-round hook of the AL command that writes the last two under
-WORKDIR/plots, atomically, so that a present gallery means a plotted round.
+diagnostic table, and, per round, its training (train and validation pose loss per epoch, the
+learning rate on a twin axis), a gallery of the selected images with predicted (and true)
+skeletons and a histogram of the pool's scores against the selection's. `round_plotter(workdir)`
+is the per-round hook of the AL command that writes the last three under WORKDIR/plots,
+atomically, so that a present gallery means a plotted round.
 """
 from __future__ import annotations
 
@@ -124,6 +125,38 @@ def plot_gallery(examples, title, path, columns: int = 4):
     plt.close(fig)
 
 
+def plot_training(history, title, path):
+    """A round's training (`history` of a result row: per-epoch `train_loss`, `val_loss`, `lr`):
+    the pose losses (on a log axis when positive), the learning rate on a twin log axis, the
+    best validation epoch marked."""
+    plt = _pyplot()
+    epochs_E = np.arange(1, len(history["train_loss"]) + 1)
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(epochs_E, history["train_loss"], label="train pose loss")
+    val_E = np.array([np.nan if v is None else v for v in history["val_loss"]], np.float64)
+    if np.isfinite(val_E).any():
+        ax.plot(epochs_E, val_E, label="validation pose loss")
+        best = int(np.nanargmin(val_E))
+        ax.plot(epochs_E[best], val_E[best], "o", color="black", label=f"best (epoch {best + 1})")
+    if min(history["train_loss"] + [v for v in val_E if np.isfinite(v)]) > 0:
+        ax.set_yscale("log")   # the aleatoric pose loss of DeepPrior can be negative
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("pose loss")
+    ax.grid(alpha=0.3)
+    lr_ax = ax.twinx()
+    lr_ax.plot(epochs_E, history["lr"], color="grey", linestyle="--", drawstyle="steps-post",
+               label="learning rate")
+    lr_ax.set_yscale("log")
+    lr_ax.set_ylabel("learning rate")
+    lines = ax.get_legend_handles_labels()
+    lr_lines = lr_ax.get_legend_handles_labels()
+    ax.legend(lines[0] + lr_lines[0], lines[1] + lr_lines[1], fontsize=8)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def plot_score_histogram(scores_N, selected_mask_N, title, path, xlabel="score"):
     """Histogram of the pool's scores against those of the selection (VL4Pose: -log L)."""
     plt = _pyplot()
@@ -141,11 +174,12 @@ def plot_score_histogram(scores_N, selected_mask_N, title, path, xlabel="score")
 
 
 def round_plotter(workdir):
-    """An `on_round` hook for `simulate.run`: gallery and score histogram per acquisition. Each
-    PNG is written to a temporary name and renamed, the score histogram before the gallery, so a
-    present gallery means a plotted round; `on_round.missing(row)` says a round's gallery is
-    absent (a kill between its checkpoint and its plots), and `simulate.run` then calls the hook
-    again for that round on resume."""
+    """An `on_round` hook for `simulate.run`: the training plot of every round whose row has a
+    `history`, gallery and score histogram per acquisition. Each PNG is written to a temporary
+    name and renamed, the training plot and score histogram before the gallery, so a present
+    gallery means a plotted round; `on_round.missing(row)` says a round's gallery or training
+    plot is absent (a kill between its checkpoint and its plots), and `simulate.run` then calls
+    the hook again for that round on resume."""
     plots = pathlib.Path(workdir) / "plots"
 
     def stem(row):
@@ -158,6 +192,10 @@ def round_plotter(workdir):
 
     def on_round(row, extras):
         plots.mkdir(parents=True, exist_ok=True)
+        if row.get("history"):
+            title = f"{row['method']}, seed {row['seed']}, round {row['round']}: training"
+            atomic(plots / f"{stem(row)}_training.png",
+                   lambda p: plot_training(row["history"], title, p))
         sel = extras.get("selection")
         if sel is not None and sel.scores is not None and sel.scored_indices is not None:
             mask = np.isin(np.asarray(sel.scored_indices), np.asarray(sel.indices))
@@ -171,7 +209,10 @@ def round_plotter(workdir):
                    lambda p: plot_gallery(extras["examples"], title, p))
 
     def missing(row):
-        return bool(row.get("selected_ids")) and not (plots / f"{stem(row)}_gallery.png").exists()
+        return ((bool(row.get("selected_ids"))
+                 and not (plots / f"{stem(row)}_gallery.png").exists())
+                or (bool(row.get("history"))
+                    and not (plots / f"{stem(row)}_training.png").exists()))
 
     on_round.missing = missing
     return on_round
