@@ -4,7 +4,7 @@ On the `families` config of synthetic_human, per seed: the CPU regime's model ('
 hourglass: 128 px input, 32 x 32 heatmaps; batch 16, Adam 3e-3) trained from scratch on the
 seed's 200 in-distribution initial labelled people alone, then, from the same initialisation
 and data seed, on those plus `--rare` rare poses drawn at random from the pool; both for the
-same number of epochs (`--epochs`: 120 are 1,500 steps on 200 people, 2,250 on 300). Appends
+same number of epochs (`--epochs`: 120 are 1,440 steps on 200 people, 2,160 on 300). Appends
 one JSON line per training to `--out`: test PCK@0.2 overall, per OOD kind and per rare-pose
 family (`synthetic.rare_pose_family`), and the training's steps and seconds.
 
