@@ -1,9 +1,10 @@
-"""One round's training in a simulation: `fit_round(config, d, n, state, labelled_N, epochs, rnd,
-desc)` runs `epochs` passes (drop-remainder batches, at least `config.min_steps` steps) of the
-jitted train step `n.step` over the labelled records, data-parallel over every device of every
-process, with the seeded, checkpointable grain loader of round `rnd`, and returns the trained
-state with its `Training` record (None for the training of old runs, `Config.legacy_training`,
-which this module runs exactly as before). Every epoch then ends with the mean train pose loss
+"""One round's training in a simulation: `fit(config, d, n, state, labelled_N, epochs, rnd, desc,
+training=start_training(config))` runs `epochs` passes (drop-remainder batches, at least
+`config.min_steps` steps) of the jitted train step `n.step` over the labelled records,
+data-parallel over every device of every process, with the seeded, checkpointable grain loader
+of round `rnd`, returns the trained state and writes the epochs into its `Training` record
+(None for the training of old runs, `Config.legacy_training`, which this module runs exactly
+as before). Every epoch then ends with the mean train pose loss
 and, when the config reads one (`Config.needs_validation`), the validation pose loss
 (`validation_loss`: every example of the `validation` split, inference mode); it drives the
 learning rate of the pose network (`--lr_schedule=plateau`: PyTorch's ReduceLROnPlateau with
@@ -15,8 +16,9 @@ fixed, as in the reference), rather than `optax.contrib.reduce_on_plateau`, whos
 need the validation loss inside the jitted step and would scale the auxiliary updates too.
 Every `config.checkpoint_every` epochs (and at the next step after SIGTERM / Ctrl-C) it calls
 the mid-round `checkpoint(state, steps_done, iterator_state, training_meta, best)` hook, and
-resumes exactly from such a checkpoint (`start_step`, `iterator_state`, `training`, `best`). A
-non-finite loss stops it with `NonFiniteLossError`.
+resumes exactly from such a checkpoint (`start_step`, `iterator_state`, `best`, and the record
+`start_training(config, training_meta)`). A non-finite loss stops it with
+`NonFiniteLossError`.
 """
 from __future__ import annotations
 
@@ -102,16 +104,6 @@ class Training:
     loss_sum: float = 0.0
     loss_steps: int = 0
 
-    @classmethod
-    def start(cls, config: Config) -> "Training":
-        lr = learning_rate(config)
-        return cls(lr, Plateau(lr) if config.lr_schedule == "plateau" else None)
-
-    @classmethod
-    def from_meta(cls, meta: dict) -> "Training":
-        plateau = None if meta["plateau"] is None else Plateau(**meta["plateau"])
-        return cls(**{**meta, "plateau": plateau})
-
     def meta(self) -> dict:
         return dataclasses.asdict(self)
 
@@ -142,29 +134,36 @@ def copy_state(state):
     return jax.tree.map(lambda x: jnp.array(x, copy=True), state)
 
 
-def fit(*args, **kwargs):
-    """`fit_round`'s trained state alone."""
-    return fit_round(*args, **kwargs)[0]
+def start_training(config: Config, meta: dict | None = None) -> Training | None:
+    """The record of a round's training: new, or resumed from a mid-round checkpoint's `meta`
+    (`Training.meta`); None for the training of old runs (`Config.legacy_training`)."""
+    if config.legacy_training:
+        return None
+    if meta is not None:
+        plateau = None if meta["plateau"] is None else Plateau(**meta["plateau"])
+        return Training(**{**meta, "plateau": plateau})
+    lr = learning_rate(config)
+    return Training(lr, Plateau(lr) if config.lr_schedule == "plateau" else None)
 
 
-def fit_round(config: Config, d, n, state, labelled_N, epochs: int, rnd: int, desc: str, *,
-              start_step: int = 0, iterator_state: bytes | None = None,
-              training: dict | None = None, best=None, checkpoint=None):
+def fit(config: Config, d, n, state, labelled_N, epochs: int, rnd: int, desc: str, *,
+        training: Training | None = None, start_step: int = 0,
+        iterator_state: bytes | None = None, best=None, checkpoint=None):
     """`epochs` passes (drop-remainder batches) over the labelled set `labelled_N` of the
-    records `d.source` (a `records.Data`), and at least `config.min_steps` steps: (state,
-    `Training` or None). Every `config.checkpoint_every` epochs, `checkpoint(state, steps_done,
-    iterator_state, training meta, best state)`; `start_step` / `iterator_state` / `training` /
-    `best` resume from such a checkpoint. After a signal noted by `preemption`, the same
-    checkpoint at the next step boundary, then `preemption.Interrupted`."""
+    records `d.source` (a `records.Data`), and at least `config.min_steps` steps; returns the
+    new state (with `select_best`, the best on validation) and records every epoch in
+    `training` (`start_training`; one of its own when None). Every `config.checkpoint_every`
+    epochs, `checkpoint(state, steps_done, iterator_state, training meta, best state)`;
+    `start_step` / `iterator_state` / `best` (and `training`) resume from such a checkpoint.
+    After a signal noted by `preemption`, the same checkpoint at the next step boundary, then
+    `preemption.Interrupted`."""
     mesh = parallel.train_mesh()
     batch_size = global_batch_size(config.batch_size, len(labelled_N), mesh)
     steps_per_epoch = max(1, len(labelled_N) // batch_size)
     steps = max(epochs * steps_per_epoch, config.min_steps) if epochs > 0 else 0
-    record = None
-    if not config.legacy_training:
-        record = Training.start(config) if training is None else Training.from_meta(training)
+    record = training if training is not None else start_training(config)
     if steps <= start_step:
-        return state, record
+        return state
     multi = jax.process_count() > 1
     loader = data.make_loader(d.source, indices=labelled_N,
                               batch_size=batch_size // jax.process_count(),
@@ -178,7 +177,7 @@ def fit_round(config: Config, d, n, state, labelled_N, epochs: int, rnd: int, de
     state = parallel.replicate(state, mesh)
     if best is not None:
         best = parallel.replicate(best, mesh)
-    if record is not None and config.lr_schedule != "constant" and training is None:
+    if record is not None and config.lr_schedule != "constant" and start_step == 0:
         state = set_pose_lr(state, record.lr)   # the schedule starts again every round
     every = config.checkpoint_every * steps_per_epoch
     keys = _TRAIN_KEYS[config.task]
@@ -232,7 +231,7 @@ def fit_round(config: Config, d, n, state, labelled_N, epochs: int, rnd: int, de
         flush()
     if config.select_best and best is not None:
         state = best
-    return state, record
+    return state
 
 
 def _end_epoch(config: Config, d, n, state, record: Training, best):

@@ -40,7 +40,7 @@ import numpy as np
 from vl4pose_jax import parallel, preemption, workdir as wd
 from vl4pose_jax.acquire import acquire, score_test_split
 from vl4pose_jax.evaluation import evaluate, predict_test, selected_examples
-from vl4pose_jax.fit import copy_state, fit_round
+from vl4pose_jax.fit import copy_state, fit, start_training
 from vl4pose_jax.nets import Nets, is_scheduled, learning_rate, multi_step, nets_for
 from vl4pose_jax.protocol import Config, SimulatedCrash, SimulationError, round_key
 from vl4pose_jax.records import Data, initial_labelled, validate
@@ -134,11 +134,12 @@ def _train_round0(config: Config, d: Data, workdir: pathlib.Path, name: str, met
     mid = wd.MidRound(wd.run_dir(workdir, name, config.seed), f"[seed {config.seed}] shared:",
                       log, config.crash_at, with_best=config.select_best)
     state, resume = mid.resume(state, 0)
+    training = start_training(config, resume.pop("training", None))
     log(f"[seed {config.seed}] round 0 trained once for {', '.join(methods)}")
     t0 = time.perf_counter()
-    state, training = fit_round(config, d, n, state, initial_labelled(config, d), config.epochs,
-                                0, f"s{config.seed} r0 shared", checkpoint=mid.saver(0),
-                                **resume)
+    state = fit(config, d, n, state, initial_labelled(config, d), config.epochs, 0,
+                f"s{config.seed} r0 shared", training=training, checkpoint=mid.saver(0),
+                **resume)
     seconds = round(time.perf_counter() - t0, 3)
     mid.close()
     return state, seconds, training
@@ -185,14 +186,15 @@ def run_method(config: Config, d: Data, method: str, workdir: pathlib.Path, rows
         if warm and config.optimizer_state == "fresh":   # a new Adam, as the reference
             state = n.fresh_optimizer(state)
         state, resume = mid.resume(state, rnd)
+        training = start_training(config, resume.pop("training", None))
         t0 = time.perf_counter()
         if rnd == 0 and round0 is not None:
             state, seconds_train, training = round0
             state = parallel.replicate(state, mesh)
         else:
-            state, training = fit_round(config, d, n, state, labelled_N, epochs, rnd,
-                                        f"{method} s{config.seed} r{rnd}",
-                                        checkpoint=mid.saver(rnd), **resume)
+            state = fit(config, d, n, state, labelled_N, epochs, rnd,
+                        f"{method} s{config.seed} r{rnd}", training=training,
+                        checkpoint=mid.saver(rnd), **resume)
             seconds_train = time.perf_counter() - t0
         predictions = predict_test(config, d, n, state)
         row = {"method": method, "seed": config.seed, "round": rnd,

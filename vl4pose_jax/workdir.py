@@ -310,9 +310,9 @@ class MidRound:
     `round * MID + steps done`, with every process's data-iterator state and the training
     record (`fit.Training.meta`) in the meta; `with_best` (`--select_best`): the state best on
     validation so far is saved beside the state ({'state', 'best'}; the state itself stands in
-    before the first validation). `resume(state, rnd)` gives the state and the `fit_round`
-    arguments to continue round `rnd` (or `state` and {}), `saver(rnd)` the `checkpoint` hook of
-    `fit_round`."""
+    before the first validation). `resume(state, rnd)` gives the state and the `fit` arguments
+    to continue round `rnd` (or `state` and {}; 'training' is the record's meta, for
+    `fit.start_training`), `saver(rnd)` the `checkpoint` hook of `fit`."""
 
     def __init__(self, folder: pathlib.Path, label: str, log=print, crash_at: str | None = None,
                  with_best: bool = False):
