@@ -32,9 +32,10 @@ Usage::
     hand['joints']         # float32 (16, 3) (u px, v px, d mm), icvl16 order
 
 Modules: `sampling` (seeded streams, `assign_ood`), `raster` (the antialiased shape painter),
-`people` (the human generator), `families` (its rare-pose families), `hands` (the depth-hand
-generator; not to be confused with `vl4pose_jax.data.hands`, the crop geometry of every hand
-dataset). This package re-exports the generators' public names.
+`people` (the human generator), `body` (its joint names and body proportions), `families` (its
+rare-pose families), `hands` (the depth-hand generator; not to be confused with
+`vl4pose_jax.data.hands`, the crop geometry of every hand dataset). This package re-exports the
+generators' public names.
 
 Conventions. Pixel centres are at integer coordinates (pixel (row i, column j) is centred on
 x = j, y = i), as in `vl4pose_jax.heatmaps`. Humans use `skeletons.lsp14` ("l" = the person's

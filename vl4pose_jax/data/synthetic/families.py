@@ -20,6 +20,7 @@ import math
 
 import numpy as np
 
+from vl4pose_jax.data.synthetic.body import JOINT, draw_proportions
 from vl4pose_jax.data.synthetic.sampling import uniform
 
 FAMILIES = ("handstand", "cartwheel", "pike", "leg_lift")
@@ -29,8 +30,6 @@ FAMILIES = ("handstand", "cartwheel", "pike", "leg_lift")
 LIMITS = dict(elbow_flexion=145.0, knee_flexion=150.0, hip_flexion=125.0, hip_abduction=75.0,
               hip_extension=30.0, shoulder_extension=60.0)
 
-_J = {n: i for i, n in enumerate(("head", "neck", "lsho", "lelb", "lwri", "rsho", "relb",
-                                  "rwri", "lhip", "lknee", "lankl", "rhip", "rknee", "rankl"))}
 _DOWN, _FRONT = np.array([0.0, 1.0, 0.0]), np.array([0.0, 0.0, 1.0])
 
 
@@ -147,22 +146,20 @@ def sample(rng, family: str | None = None) -> FamilyPose:
     in-distribution people's), then posture, yaw and roll."""
     if family is None:
         family = FAMILIES[int(rng.integers(len(FAMILIES)))]
-    head_len = 0.16 * uniform(0.9, 1.1, rng)
-    torso_len = 0.30 * uniform(0.9, 1.1, rng)
-    sho_w = 0.115 * uniform(0.85, 1.15, rng)
-    hip_w = 0.08 * uniform(0.85, 1.15, rng)
-    uarm, farm, thigh, shin = (v * uniform(0.9, 1.1, rng) for v in (0.17, 0.15, 0.245, 0.245))
+    body = draw_proportions(rng)
     tilt = math.radians(uniform(-20, 20, rng))
     roll, yaw, arms, legs = _POSTURES[family](rng)
 
     j = np.zeros((14, 3))
-    j[_J["head"]] = head_len * np.array([math.sin(tilt), -math.cos(tilt), 0.0])
+    j[JOINT["head"]] = body.head * np.array([math.sin(tilt), -math.cos(tilt), 0.0])
     for side, pre, arm, leg in ((1, "l", arms[0], legs[0]), (-1, "r", arms[1], legs[1])):
-        sho = np.array([side * sho_w, 0.035, 0.0])
-        hip = np.array([side * hip_w, torso_len, 0.0])
-        j[_J[pre + "sho"]], j[_J[pre + "hip"]] = sho, hip
-        j[_J[pre + "elb"]], j[_J[pre + "wri"]] = _place(sho, side, arm, uarm, farm, _FRONT)
-        j[_J[pre + "knee"]], j[_J[pre + "ankl"]] = _place(hip, side, leg, thigh, shin, -_FRONT)
+        sho = np.array([side * body.shoulder, 0.035, 0.0])
+        hip = np.array([side * body.hip, body.torso, 0.0])
+        j[JOINT[pre + "sho"]], j[JOINT[pre + "hip"]] = sho, hip
+        j[JOINT[pre + "elb"]], j[JOINT[pre + "wri"]] = _place(sho, side, arm, body.upper_arm,
+                                                              body.forearm, _FRONT)
+        j[JOINT[pre + "knee"]], j[JOINT[pre + "ankl"]] = _place(hip, side, leg, body.thigh,
+                                                                body.shin, -_FRONT)
     c, s = math.cos(math.radians(yaw)), math.sin(math.radians(yaw))
     flat = np.stack([j[:, 0] * c + j[:, 2] * s, j[:, 1]], axis=1)  # yaw, then drop depth
     c, s = math.cos(math.radians(roll)), math.sin(math.radians(roll))

@@ -19,6 +19,8 @@ from typing import Iterator, Optional, Sequence
 import numpy as np
 
 from vl4pose_jax.data.synthetic import families
+from vl4pose_jax.data.synthetic.body import JOINT
+from vl4pose_jax.data.synthetic.body import draw_proportions
 from vl4pose_jax.data.synthetic.raster import Canvas, arange, smooth_field, upsample_grid
 from vl4pose_jax.data.synthetic.sampling import assign_ood, check_kind, example_rng, uniform
 
@@ -63,9 +65,6 @@ _HAIR = np.asarray([[20, 15, 10], [60, 40, 25], [110, 75, 40], [200, 160, 90],
 # ---------------------------------------------------------------------------------------------
 # Human poses. Body units: a standing person is about 1 tall (head top to the floor).
 
-_HJ = {n: i for i, n in enumerate(("head", "neck", "lsho", "lelb", "lwri", "rsho", "relb",
-                                   "rwri", "lhip", "lknee", "lankl", "rhip", "rknee",
-                                   "rankl"))}
 _NOMINAL_HEIGHT = 0.98
 # Nominal lengths (body units) of segments used to estimate a given pose's size.
 _SIZE_SEGMENTS = ((0, 1, 0.16), (2, 3, 0.17), (5, 6, 0.17), (3, 4, 0.15), (6, 7, 0.15),
@@ -78,12 +77,7 @@ def _sample_human_pose(rng, rare: bool) -> np.ndarray:
     deg = math.radians
     yaw = uniform(-60, 60, rng)
     width = max(abs(math.cos(deg(yaw))), 0.3)
-    head_len = 0.16 * uniform(0.9, 1.1, rng)
-    torso_len = 0.30 * uniform(0.9, 1.1, rng)
-    sho_w = 0.115 * uniform(0.85, 1.15, rng) * width
-    hip_w = 0.08 * uniform(0.85, 1.15, rng) * width
-    lengths = {k: v * uniform(0.9, 1.1, rng) for k, v in
-               (("uarm", 0.17), ("farm", 0.15), ("thigh", 0.245), ("shin", 0.245))}
+    body = draw_proportions(rng, width)
     head_tilt = uniform(-20, 20, rng)
     bend = uniform(-10, 10, rng)
 
@@ -132,23 +126,23 @@ def _sample_human_pose(rng, rare: bool) -> np.ndarray:
         return np.array([side * math.sin(r), math.cos(r)])
 
     j = np.zeros((14, 2))
-    j[_HJ["head"]] = head_len * np.array([math.sin(deg(head_tilt)), -math.cos(deg(head_tilt))])
+    j[JOINT["head"]] = body.head * np.array([math.sin(deg(head_tilt)), -math.cos(deg(head_tilt))])
     b = deg(bend)
     axis = np.array([math.sin(b), math.cos(b)])
     across = np.array([math.cos(b), -math.sin(b)])  # towards the person's left (image right)
-    pelvis = torso_len * axis
+    pelvis = body.torso * axis
     for side, pre in ((1, "l"), (-1, "r")):
-        sho = np.array([side * sho_w, 0.035])
-        hip = pelvis + side * hip_w * across
+        sho = np.array([side * body.shoulder, 0.035])
+        hip = pelvis + side * body.hip * across
         a, e = arm_angles()
-        elb = sho + lengths["uarm"] * foreshorten() * direction(side, a)
-        wri = elb + lengths["farm"] * foreshorten() * direction(side, a + e)
+        elb = sho + body.upper_arm * foreshorten() * direction(side, a)
+        wri = elb + body.forearm * foreshorten() * direction(side, a + e)
         h, k = leg_angles()
-        knee = hip + lengths["thigh"] * foreshorten() * direction(side, h + bend * side)
-        ankle = knee + lengths["shin"] * foreshorten() * direction(side, h + k + bend * side)
+        knee = hip + body.thigh * foreshorten() * direction(side, h + bend * side)
+        ankle = knee + body.shin * foreshorten() * direction(side, h + k + bend * side)
         for name, p in (("sho", sho), ("elb", elb), ("wri", wri), ("hip", hip),
                         ("knee", knee), ("ankl", ankle)):
-            j[_HJ[pre + name]] = p
+            j[JOINT[pre + name]] = p
     c, s = math.cos(deg(lean)), math.sin(deg(lean))
     rot = np.array([[c, -s], [s, c]])
     return j @ rot.T
@@ -207,7 +201,7 @@ def _fit_sampled_pose(body: np.ndarray, rng, size: int) -> tuple[np.ndarray, flo
 def _bit(*names):
     m = 0
     for n in names:
-        m |= 1 << _HJ[n]
+        m |= 1 << JOINT[n]
     return m
 
 
@@ -217,10 +211,10 @@ def _render_person(canvas: Canvas, joints: np.ndarray, unit: float, look: dict) 
     ok = np.all(np.isfinite(J), axis=1)
 
     def P(name):
-        return J[_HJ[name]]
+        return J[JOINT[name]]
 
     def has(*names):
-        return all(ok[_HJ[n]] for n in names)
+        return all(ok[JOINT[n]] for n in names)
 
     shirt, trousers, skin, hair, shoes = (look[k] for k in
                                           ("shirt", "trousers", "skin", "hair", "shoes"))
