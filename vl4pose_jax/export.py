@@ -16,22 +16,28 @@ holding the ranking and the top inputs): a new format is one function and one li
                          image; `score` per annotation); `file_name` relative to `images_root`
                          (recorded in `info`): the input folder, or `frames/` for a video.
   label_studio/tasks.json, label_studio/labeling_config.xml
-                         Label Studio import: one task per top-N input, `data.image` =
-                         `image_url_prefix` + file_name (URL-quoted; default Label Studio's local-files
-                         URL, `/data/local-files/?d=`), `predictions` with one `keypointlabels`
-                         result per joint and person.
+                         Label Studio import (below): one task per top-N input, ordered most
+                         unusual first by Label Studio's own prediction-score order.
   gallery.png            the top N (at most 48 shown) with their predicted skeletons.
   frames/<video>/frame_NNNNNN.png   (video) the top N frames as image files.
 
-Label Studio's format, as documented (https://labelstud.io/guide/predictions, "Import
-pre-annotated data into Label Studio"; https://labelstud.io/tags/keypointlabels): a task is
-`{"data": {...}, "predictions": [{"model_version", "score", "result": [...]}]}`; a
-KeyPointLabels result has `from_name` (the control tag's name), `to_name` (the image tag's
-name), `type` "keypointlabels", `original_width`, `original_height`, `image_rotation` and
-`value` {`x`, `y` (percent of the image width / height, 0-100), `width` (point size, percent),
-`keypointlabels` [label]}. Label Studio has no person grouping for keypoints: each result's `id`
-is `p<person>_<joint>`. Coordinates map as x% = 100 x / width (Label Studio's own COCO
-converter's convention).
+Label Studio (checked against a running 1.22 / 1.23 server, `tests/test_labelstudio.py`): a
+task is `{"data": {...}, "predictions": [{"model_version", "score", "result": [...]}]}`.
+  * `data`: `image` (the URL: `image_url_prefix` + URL-quoted file name; with
+    `label_studio_root`, the local-files URL of the image below Label Studio's document root,
+    right by construction), `file_name` (relative to `images_root`: how labels find their way
+    back), `rank` (1 = most unusual), `method` and `method_score` (the method's raw score).
+  * `score`: Label Studio wants a confidence in [0, 1] and serves the lowest first (uncertainty
+    sampling; the data manager's "Prediction score" column ascending), so the score is
+    `(rank - 1) / N`: 0 for the most unusual input of the N exported.
+  * `result`: per person `p<k>` a `rectanglelabels` box (`id` "p<k>": the given person box, else
+    the predicted keypoints' box padded by 10 % of its longer side) and one `keypointlabels`
+    result per joint (`id` "p<k>_<joint>", `parentID` "p<k>": tied to that person's box). Values
+    are percent of the image (x% = 100 x / width, Label Studio's own converter's convention).
+  * The config: the image, a `RectangleLabels` "person", a `KeyPointLabels` whose labels carry
+    `model_index` (the skeleton's order: Label Studio's COCO export needs it) and a per-region
+    `Choices` "visibility" with "occluded" (COCO v = 1) shown when a region is selected.
+  `vl4pose_jax.data.coco.labelstudio` reads the export back.
 """
 from __future__ import annotations
 
@@ -48,6 +54,8 @@ from xml.sax.saxutils import quoteattr
 import numpy as np
 
 FROM_NAME, TO_NAME = "keypoints", "image"
+BOX_NAME, BOX_LABEL = "person", "person"
+VISIBILITY_NAME, OCCLUDED = "visibility", "occluded"
 LOCAL_FILES_PREFIX = "/data/local-files/?d="
 GALLERY_MAX = 48
 _COLOURS = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6",
@@ -153,15 +161,69 @@ def _float(v):
 
 
 def labeling_config(names) -> str:
-    labels = "\n".join(f'    <Label value={quoteattr(n)} background="{_COLOURS[k % len(_COLOURS)]}"/>'
+    """The Label Studio config (module doc): image, person box, keypoints with `model_index` in
+    the skeleton's order, and the per-joint "occluded" choice."""
+    labels = "\n".join(f'    <Label value={quoteattr(n)} model_index="{k}" '
+                       f'background="{_COLOURS[k % len(_COLOURS)]}"/>'
                        for k, n in enumerate(names))
     return (f'<View>\n  <Image name="{TO_NAME}" value="$image" zoom="true" zoomControl="true"/>\n'
+            f'  <RectangleLabels name="{BOX_NAME}" toName="{TO_NAME}" strokeWidth="2">\n'
+            f'    <Label value="{BOX_LABEL}" background="#ffa500"/>\n  </RectangleLabels>\n'
             f'  <KeyPointLabels name="{FROM_NAME}" toName="{TO_NAME}" strokeWidth="2">\n'
-            f"{labels}\n  </KeyPointLabels>\n</View>\n")
+            f"{labels}\n  </KeyPointLabels>\n"
+            f'  <View visibleWhen="region-selected">\n'
+            f'    <Header value="Selected joint"/>\n'
+            f'    <Choices name="{VISIBILITY_NAME}" toName="{TO_NAME}" perRegion="true" '
+            f'choice="single">\n      <Choice value="{OCCLUDED}"/>\n    </Choices>\n'
+            f"  </View>\n</View>\n")
+
+
+def label_studio_score(rank: int, count: int) -> float:
+    """The prediction score of the input at `rank` (1-based) of `count`: in [0, 1), lowest for
+    the most unusual, since Label Studio serves the lowest score first."""
+    return (rank - 1) / max(count, 1)
+
+
+def person_box(scored, i, size, pad=0.1):
+    """(x0, y0, x1, y1) px of crop `i`'s person: its given box, else the predicted keypoints'
+    box padded by `pad` x its longer side, clipped into the image."""
+    w, h = size
+    if scored.inputs.crops[i][2] is not None:
+        x0, y0, x1, y1 = _box_of(scored, i)
+    else:
+        joints = _clipped(scored.joints_px[i], size)
+        (x0, y0), (x1, y1) = joints.min(0), joints.max(0)
+        m = pad * max(x1 - x0, y1 - y0, 1.0)
+        x0, y0, x1, y1 = x0 - m, y0 - m, x1 + m, y1 + m
+    return (max(0.0, float(x0)), max(0.0, float(y0)), min(float(w), float(x1)),
+            min(float(h), float(y1)))
+
+
+def local_files_prefix(images_root, document_root) -> str:
+    """The local-files URL prefix of `images_root` below Label Studio's document root
+    (LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT); OutputError when it is not below it."""
+    root = pathlib.Path(document_root).resolve()
+    images = pathlib.Path(images_root).resolve()
+    if not root.is_dir():
+        raise OutputError(f"--label_studio_root={document_root}: not a folder (give Label "
+                          "Studio's LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT)")
+    if images == root or root not in images.parents:
+        raise OutputError(f"--label_studio_root={document_root}: the images ({images}) are not "
+                          "in a subfolder of it; Label Studio serves local files only from a "
+                          "storage that is a subfolder of its document root")
+    return LOCAL_FILES_PREFIX + quote(images.relative_to(root).as_posix() + "/")
+
+
+def _region(rid, kind, name, size, value, parent=None):
+    w, h = size
+    return {"id": rid, **({"parentID": parent} if parent else {}), "from_name": name,
+            "to_name": TO_NAME, "type": kind, "original_width": w, "original_height": h,
+            "image_rotation": 0, "value": value}
 
 
 def label_studio_tasks(scored, top, *, image_url_prefix=LOCAL_FILES_PREFIX,
                        model_version="vl4pose_jax", point_size=0.6) -> list:
+    """One task per input of `top` (module doc): data, a [0, 1] score, boxes and keypoints."""
     by_input = _crops_by_input(scored)
     names = scored.skeleton.names
     tasks = []
@@ -170,17 +232,22 @@ def label_studio_tasks(scored, top, *, image_url_prefix=LOCAL_FILES_PREFIX,
         w, h = (int(t) for t in scored.size[crops[0]])
         result = []
         for i in crops:
-            person = scored.inputs.crops[i][1]
+            person = f"p{scored.inputs.crops[i][1]}"
+            x0, y0, x1, y1 = person_box(scored, i, (w, h))
+            result.append(_region(person, "rectanglelabels", BOX_NAME, (w, h), {
+                "x": 100.0 * x0 / w, "y": 100.0 * y0 / h, "width": 100.0 * (x1 - x0) / w,
+                "height": 100.0 * (y1 - y0) / h, "rotation": 0, "rectanglelabels": [BOX_LABEL]}))
             for j, (x, y) in enumerate(_clipped(scored.joints_px[i], (w, h)).tolist()):
-                result.append({"id": f"p{person}_{j}", "from_name": FROM_NAME, "to_name": TO_NAME,
-                               "type": "keypointlabels", "original_width": w,
-                               "original_height": h, "image_rotation": 0,
-                               "value": {"x": 100.0 * x / w, "y": 100.0 * y / h,
-                                         "width": point_size, "keypointlabels": [names[j]]}})
-        tasks.append({"data": {"image": image_url_prefix + quote(scored.inputs.names[pos]),
-                               "rank": rank, "frame": scored.inputs.frames[pos]},
+                result.append(_region(f"{person}_{j}", "keypointlabels", FROM_NAME, (w, h), {
+                    "x": 100.0 * x / w, "y": 100.0 * y / h, "width": point_size,
+                    "keypointlabels": [names[j]]}, parent=person))
+        name = scored.inputs.names[pos]
+        tasks.append({"data": {"image": image_url_prefix + quote(name), "file_name": name,
+                               "rank": rank, "frame": scored.inputs.frames[pos],
+                               "method": scored.method,
+                               "method_score": _float(scored.image_score[pos])},
                       "predictions": [{"model_version": model_version,
-                                       "score": _float(scored.image_score[pos]),
+                                       "score": label_studio_score(rank, len(top)),
                                        "result": result}]})
     return tasks
 
@@ -233,22 +300,26 @@ class Job:
     top: list
     category: dict
     images_root: pathlib.Path
-    image_url_prefix: str
+    image_url_prefix: str | None
     info: dict | None
+    label_studio_root: str | None = None
 
 
 def write_coco(job: Job, folder: pathlib.Path):
     """top_k.coco.json: COCO keypoints pre-annotations of the top inputs."""
     (folder / "top_k.coco.json").write_text(json.dumps(
-        coco_dict(job.scored, job.top, job.category, job.images_root, job.info)))
+        coco_dict(job.scored, job.top, job.category, job.images_root, job.info),
+        allow_nan=False))
 
 
 def write_label_studio(job: Job, folder: pathlib.Path):
     """label_studio/tasks.json and labeling_config.xml: Label Studio tasks with predictions."""
     (folder / "label_studio").mkdir()
+    prefix = (local_files_prefix(job.images_root, job.label_studio_root)
+              if job.label_studio_root is not None else job.image_url_prefix)
     (folder / "label_studio" / "tasks.json").write_text(json.dumps(label_studio_tasks(
-        job.scored, job.top, image_url_prefix=job.image_url_prefix,
-        model_version=f"vl4pose_jax {job.scored.method}"), indent=1))
+        job.scored, job.top, image_url_prefix=LOCAL_FILES_PREFIX if prefix is None else prefix,
+        model_version=f"vl4pose_jax {job.scored.method}"), indent=1, allow_nan=False))
     (folder / "label_studio" / "labeling_config.xml").write_text(
         labeling_config(job.scored.skeleton.names))
 
@@ -258,10 +329,15 @@ FORMATS = {"coco": write_coco, "label_studio": write_label_studio}
 
 
 def write(scored, out_dir, *, top_k: int, category: dict, overwrite: bool = False,
-          image_url_prefix: str = LOCAL_FILES_PREFIX, info: dict | None = None,
-          formats=None) -> pathlib.Path:
+          image_url_prefix: str | None = None, info: dict | None = None,
+          formats=None, label_studio_root=None) -> pathlib.Path:
     """Write every output (module doc) into `out_dir`, atomically: the ranking, the gallery
-    and every annotation format of `formats` (names in `FORMATS`; default: all)."""
+    and every annotation format of `formats` (names in `FORMATS`; default: all). Label
+    Studio's image URLs: `label_studio_root` (its document root; the images must be in a
+    subfolder of it) or `image_url_prefix` (default `LOCAL_FILES_PREFIX`), not both."""
+    if label_studio_root is not None and image_url_prefix is not None:
+        raise OutputError(f"--label_studio_root={label_studio_root} and --image_url_prefix="
+                          f"{image_url_prefix}: give one (the root makes the prefix)")
     unknown = sorted(set(formats or ()) - set(FORMATS))
     if unknown:
         raise OutputError(f"unknown annotation format(s) {', '.join(unknown)}; known: "
@@ -275,19 +351,21 @@ def write(scored, out_dir, *, top_k: int, category: dict, overwrite: bool = Fals
     if len(top) < top_k:
         raise OutputError(f"only {len(top)} inputs could be scored (the others were skipped as "
                           f"corrupt), fewer than --top_k={top_k}")
+    images_root = (out_dir.resolve() / "frames" if scored.inputs.kind == "video"
+                   else scored.inputs.root.resolve())
+    if label_studio_root is not None:
+        local_files_prefix(images_root, label_studio_root)  # refused before anything is written
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
     try:
         write_ranking_csv(scored, tmp / "ranking.csv")
         if scored.inputs.kind == "video":
-            images_root = out_dir.resolve() / "frames"
             for pos, image in rank.iter_images(scored.inputs, top):  # one at a time
                 dst = tmp / "frames" / scored.inputs.names[pos]
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 image.save(dst)
-        else:
-            images_root = scored.inputs.root.resolve()
-        job = Job(scored, top, category, images_root, image_url_prefix, info)
+        job = Job(scored, top, category, images_root, image_url_prefix, info,
+                  label_studio_root)
         for name in formats if formats is not None else FORMATS:
             FORMATS[name](job, tmp)
         shown = top[:GALLERY_MAX]
