@@ -44,12 +44,15 @@ def define_flags():
     flags.DEFINE_bool("overwrite", False, "Replace a non-empty --out.")
     flags.DEFINE_string("image_url_prefix", None, "Label Studio: prefix of each task's image URL "
                         "(default: local-files storage, /data/local-files/?d=).")
+    flags.DEFINE_string("label_studio_root", None, "Label Studio: its local-files document root "
+                        "(LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT); the images must be in a "
+                        "subfolder of it and the tasks' URLs are made from it.")
     flags.DEFINE_bool("progress", True, "Show a progress bar.")
 
 
 def run(workdir, images, out, *, top_k, method=None, boxes=None, stride=1, seed=None,
         batch_size=32, workers=None, data_dir=None, skip_corrupt=False, overwrite=False,
-        image_url_prefix=None, progress=True, log=print):
+        image_url_prefix=None, label_studio_root=None, progress=True, log=print):
     """The whole command as a library call; returns (out folder, `rank.Scored`)."""
     import pathlib  # pylint: disable=import-outside-toplevel
     from vl4pose_jax import export, rank  # pylint: disable=import-outside-toplevel
@@ -74,7 +77,8 @@ def run(workdir, images, out, *, top_k, method=None, boxes=None, stride=1, seed=
     info = {"description": "vl4pose_jax pre-annotations", "workdir": str(workdir),
             "method": scored.method, "round": trained.meta.get("round")}
     export.write(scored, out, top_k=top_k, category=category, overwrite=overwrite,
-                 image_url_prefix=image_url_prefix or export.LOCAL_FILES_PREFIX, info=info)
+                 image_url_prefix=image_url_prefix, label_studio_root=label_studio_root,
+                 info=info)
     log(f"scored {len(inputs.crops)} crops of {len(inputs.names)} "
         f"{'frames' if inputs.kind == 'video' else 'images'} in {seconds:.1f}s "
         f"({len(inputs.crops) / max(seconds, 1e-9):.1f}/s) with {scored.method}; top {top_k} "
@@ -97,7 +101,8 @@ def main(argv):
             boxes=FLAGS.boxes, stride=FLAGS.stride, seed=FLAGS.seed,
             batch_size=FLAGS.batch_size, workers=FLAGS.workers, data_dir=FLAGS.data_dir,
             skip_corrupt=FLAGS.skip_corrupt, overwrite=FLAGS.overwrite,
-            image_url_prefix=FLAGS.image_url_prefix, progress=FLAGS.progress)
+            image_url_prefix=FLAGS.image_url_prefix, label_studio_root=FLAGS.label_studio_root,
+            progress=FLAGS.progress)
     except (protocol.SimulationError, rank.InputError, export.OutputError, coco.CocoError,
             builders.CorruptImageError, KeyError) as err:
         extra = (" (rerun with --skip_corrupt to skip such files and list them in skipped.txt)"
