@@ -190,7 +190,11 @@ def test_protocols_and_old_workdirs(tmp_path):
     icvl = protocol.make_config("icvl", ["random"])
     assert (icvl.retrain, icvl.min_steps, icvl.lr_schedule, icvl.select_best) == (
         "scratch", 900, "constant", True)
-    assert protocol.make_config("synthetic_human", ["random"]).legacy_training
+    human = protocol.make_config("synthetic_human", ["random"])
+    assert (human.data_config, human.cycle_epochs, human.lr_schedule, human.optimizer_state,
+            human.select_best) == ("families", 12, "plateau", "fresh", True)
+    assert protocol.make_config("synthetic_human", ["random"],
+                                protocol="synthetic_human_v1").legacy_training
     old = protocol.make_config("lsp", ["vl4pose"], lr_schedule="constant",
                                optimizer_state="carried", select_best=False)
     assert old.legacy_training and not old.needs_validation

@@ -10,7 +10,7 @@ def test_make_config_fills_unset_fields_from_the_protocol():
     c = protocol.make_config("synthetic_human", ["vl4pose", "random"], seed=3, budget=50,
                              epochs=None)
     assert c.methods == ("vl4pose", "random") and c.seed == 3 and c.budget == 50
-    assert c.epochs == 60 and c.cycle_epochs == 5 and c.lr == 3e-3 and c.preset == "small"
+    assert c.epochs == 60 and c.cycle_epochs == 12 and c.lr == 3e-3 and c.preset == "small"
     cke = protocol.make_config("icvl", ["cke"], protocol="cke")
     assert (cke.init_size, cke.budget, cke.rounds, cke.pre_subset) == (1000, 1000, 9, 0.1)
     assert protocol.make_config("icvl", ["cke"], pre_subset=2000).pre_subset == 2000

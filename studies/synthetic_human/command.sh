@@ -12,11 +12,11 @@ W=runs/study_synthetic_human
 W2=runs/study_synthetic_human_more
 W3=runs/study_synthetic_human_egl
 OUT=studies/synthetic_human
-python -m experiments.al --dataset=synthetic_human \
+python -m experiments.al --dataset=synthetic_human --protocol=synthetic_human_v1 \
     --method=random,vl4pose,multipeak_entropy,learning_loss,coreset --trials=5 --workdir="$W"
-python -m experiments.al --dataset=synthetic_human \
+python -m experiments.al --dataset=synthetic_human --protocol=synthetic_human_v1 \
     --method=aleatoric,coregcn,uncertaingcn --trials=5 --workdir="$W2"
-python -m experiments.al --dataset=synthetic_human --method=egl --trials=5 --workdir="$W3"
+python -m experiments.al --dataset=synthetic_human --protocol=synthetic_human_v1 --method=egl --trials=5 --workdir="$W3"
 python -m experiments.report "$W" "$W2" "$W3" --out="$OUT"
 cp "$W/config.json" "$OUT/"
 cp "$W2/config.json" "$OUT/config_more.json"

@@ -8,6 +8,6 @@ set -euo pipefail
 cd "$(dirname "$0")/../../.."
 W=runs/study_synthetic_human_refine
 OUT=studies/synthetic_human/refinement
-python -m experiments.al --dataset=synthetic_human --method=vl4pose --trials=2 --workdir="$W"
+python -m experiments.al --dataset=synthetic_human --protocol=synthetic_human_v1 --method=vl4pose --trials=2 --workdir="$W"
 python -m experiments.diagnose "$W" --method=vl4pose --out="$OUT"
 cp "$W/config.json" "$W/results.jsonl" "$OUT/"
