@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 R=${STUDY_RUNS:-runs/study_cycle}
-OUT=studies/synthetic_human_cycle
+OUT=${STUDY_OUT:-studies/synthetic_human_cycle}
 mkdir -p "$OUT/raw"
 run() {  # name seed methods
     python -m experiments.al --dataset=synthetic_human --method="$3" --seed="$2" --trials=1 \
