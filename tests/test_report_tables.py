@@ -31,7 +31,9 @@ def test_few_seeds_and_zero_differences_give_dashes_and_footnotes():
     assert "| 0.00 ± 0.00 [0.00, 0.00] | n/a² | n/a² | n/a² | n/a² | 3 | 0/3 |" in zero
     assert "² all differences are zero" in zero
     nobase = tables.aubc_markdown(curve_rows("vl4pose", 0, [1, 2, 3]))
-    assert "No random runs" in nobase
+    assert "No random runs" in nobase and "paired" not in nobase.splitlines()[0]
+    one_method = tables.summary(curve_rows("vl4pose", 0, [1, 2, 3]))
+    assert "paired tests against random" not in one_method and "No random runs" in one_method
 
 
 def test_missing_fields_show_dashes_and_never_crash():

@@ -74,6 +74,14 @@ def aubc_markdown(rows, baseline=BASELINE, metric=None, sources=None) -> str:
     baseline runs of another workdir and names both workdirs."""
     metric = metric or headline_metric(rows)
     at, pc = aubc_table(rows, metric), paired_comparison(rows, baseline, metric)
+    if not pc:
+        return "\n".join(
+            [f"| method | seeds | labelled range | AUBC {metric} |", "|---" * 4 + "|"]
+            + [f"| {m} | {len(a['per_seed'])} | "
+               + (f"{a['range'][0]}–{a['range'][1]}" if a["range"] else "varies by seed")
+               + f" | {_mean_std(a['stats'])} |" for m, a in at["methods"].items()]
+            + ["", f"No {baseline} runs among these results: no paired comparison (add "
+               f"--method=...,{baseline} to the run for one)."])
     better = "< 0" if at["lower_is_better"] else "> 0"
     lines = [f"| method | seeds | labelled range | AUBC {metric} | Δ vs {baseline}: mean ± std "
              f"[95 % CI] (better: {better}) | paired t-test p | paired t-test p (Holm) | "
@@ -98,8 +106,6 @@ def aubc_markdown(rows, baseline=BASELINE, metric=None, sources=None) -> str:
         else:
             cells += ["–"] * 7
         lines.append("| " + " | ".join(cells) + " |")
-    if not pc:
-        lines.append(f"\nNo {baseline} runs among these results: no paired comparison.")
     lines += [""] + [_FOOTNOTES[k] for k in ("few", "zero", "constant") if k in notes]
     lines += [f"⁴ {', '.join(names)} (read from {own}): Δ against the {baseline} runs of another "
               f"workdir ({base}), which may train another network or use other settings."
@@ -203,9 +209,10 @@ def summary(rows, baseline=BASELINE, sources=None) -> str:
     if not rows:
         return "no results"
     metric = headline_metric(rows)
+    paired = any(r["method"] == baseline for r in rows)
     parts = [markdown_table(aggregate(rows)), "",
-             f"AUBC ({metric} averaged over the labelled range, {direction(metric)}) and paired "
-             f"tests against {baseline} over seeds:",
+             f"AUBC ({metric} averaged over the labelled range, {direction(metric)})"
+             + (f" and paired tests against {baseline} over seeds:" if paired else ":"),
              aubc_markdown(rows, baseline, metric, sources)]
     seeds = seed_counts(rows)
     acc = kind_table(rows, "accuracy_by_kind", metric)
