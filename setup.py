@@ -1,4 +1,5 @@
-"""Install with `pip install -e .` (library) or `pip install -e .[test]` (plus the test tools)."""
+"""Install with `pip install -e .` (library), `pip install -e .[test]` (plus the test tools) or
+`pip install -e .[test,labelstudio]` (plus the Label Studio server the round-trip test starts)."""
 import pathlib
 
 from setuptools import find_packages, setup
@@ -19,5 +20,11 @@ setup(
     python_requires=">=3.11",
     packages=find_packages(include=["vl4pose_jax", "vl4pose_jax.*", "experiments", "experiments.*"]),
     install_requires=requirements,
-    extras_require={"test": ["pytest>=9.2.0", "scikit-image>=0.26.0", "pycocotools>=2.0.11"]},
+    extras_require={
+        "test": ["pytest>=9.2.0", "scikit-image>=0.26.0", "pycocotools>=2.0.11"],
+        # The Label Studio server of tests/test_labelstudio.py. 1.22.0 is the newest that
+        # co-installs: 1.23.x needs label-studio-sdk 2.1 -> opencv-python-headless < 4.13 ->
+        # numpy < 2.3, against our numpy >= 2.4.6 (1.23.2 passes the test from its own venv).
+        "labelstudio": ["label-studio==1.22.0"],
+    },
 )
