@@ -130,14 +130,22 @@ def _check_label_studio(folder, num_joints):
     assert len(labels) == num_joints and control.get("toName") == image.get("name")
     tasks = json.loads((folder / "tasks.json").read_text())
     assert isinstance(tasks, list) and tasks
-    for task in tasks:
+    assert [e.get("model_index") for e in control.findall("Label")] == [
+        str(k) for k in range(num_joints)]
+    boxes = config.find("RectangleLabels")
+    for rank, task in enumerate(tasks, 1):
         assert isinstance(task["data"][image.get("value").lstrip("$")], str)
+        assert task["data"]["rank"] == rank and isinstance(task["data"]["file_name"], str)
         (pred,) = task["predictions"]
         assert isinstance(pred["result"], list) and pred["result"]
-        assert isinstance(pred.get("score"), float) and isinstance(pred["model_version"], str)
+        assert pred["score"] == (rank - 1) / len(tasks) and isinstance(pred["model_version"], str)
+        box_ids = {r["id"] for r in pred["result"] if r["type"] == "rectanglelabels"}
         for r in pred["result"]:
+            if r["type"] == "rectanglelabels":
+                assert r["from_name"] == boxes.get("name") and r["to_name"] == image.get("name")
+                continue
             assert r["from_name"] == control.get("name") and r["to_name"] == image.get("name")
-            assert r["type"] == "keypointlabels"
+            assert r["type"] == "keypointlabels" and r["parentID"] in box_ids
             assert isinstance(r["original_width"], int) and isinstance(r["original_height"], int)
             v = r["value"]
             assert 0 <= v["x"] <= 100 and 0 <= v["y"] <= 100 and v["width"] > 0
