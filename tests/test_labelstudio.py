@@ -331,3 +331,40 @@ def test_round_trip_through_label_studio(setup):
                     f"--manual_dir={manual}", f"--out={setup['base'] / 'x.json'}")
         assert proc.returncode == 1 and "Export -> JSON" in proc.stderr, proc.stderr[-3000:]
         assert str(lossy) in proc.stderr and not (setup["base"] / "x.json").exists()
+    # Where one person and no occlusion is all there is, the COCO export is enough: its
+    # `../<folder>/x.jpg` name comes back as the original file name, coordinates to +-1 px.
+    coco_zip = setup["base"] / "export.one.zip"
+    coco_zip.write_bytes(server.ok(
+        "GET", f"/api/projects/{project}/export?exportType=COCO&ids[]={ids[one]}", raw=True))
+    import zipfile
+    with zipfile.ZipFile(coco_zip) as z:
+        (name,) = [im["file_name"] for im in json.loads(z.read("result.json"))["images"]]
+    (one_name,) = [n for n in expected if n != setup["two"]]
+    assert name != one_name and name.endswith("/" + one_name)       # Label Studio's own path
+    proc = _run("vl4pose_jax.data.coco.labelstudio", str(coco_zip), f"--images={setup['new']}",
+                f"--manual_dir={manual}", f"--out={setup['base'] / 'one.json'}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    one_coco = json.loads((setup["base"] / "one.json").read_text())
+    assert [im["file_name"] for im in one_coco["images"]] == [one_name]
+    (ann,) = one_coco["annotations"]
+    got = np.array(ann["keypoints"], float).reshape(14, 3)
+    assert got[:, 2].tolist() == [2] * 14
+    assert np.abs(got[:, :2] - expected[one_name][0][:, :2]).max() <= 1.0
+
+
+def test_image_urls_come_from_the_document_root(tmp_path):
+    """`--label_studio_root`: the URL below the root by construction; images outside a
+    subfolder of it, or a prefix given too, are refused naming the flag and the value."""
+    from vl4pose_jax import export
+    (tmp_path / "root" / "a b").mkdir(parents=True)
+    assert export.local_files_prefix(tmp_path / "root" / "a b", tmp_path / "root") == (
+        "/data/local-files/?d=a%20b/")
+    for images in (tmp_path / "root", tmp_path):
+        with pytest.raises(export.OutputError, match=f"--label_studio_root={tmp_path / 'root'}"
+                           ".*subfolder"):
+            export.local_files_prefix(images, tmp_path / "root")
+    with pytest.raises(export.OutputError, match="--label_studio_root=.*not a folder"):
+        export.local_files_prefix(tmp_path / "root" / "a b", tmp_path / "nowhere")
+    with pytest.raises(export.OutputError, match="give one"):
+        export.write(None, tmp_path / "out", top_k=1, category={}, image_url_prefix="/x/",
+                     label_studio_root=tmp_path / "root")
