@@ -483,6 +483,11 @@ def test_merge_command_line(tmp_path):
                timeout=120)
     proc = subprocess.run(cmd + ["merge"] + flags, **run)
     assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.startswith(f"error: coco_keypoints: manual directory {tmp_path / 'm'} "
+                                  "does not exist")
+    (tmp_path / "m").mkdir()
+    proc = subprocess.run(cmd + ["merge"] + flags, **run)
+    assert proc.returncode == 1, proc.stderr
     assert proc.stderr.startswith(f"error: {tmp_path / 'm' / 'train.json'}: file not found")
     assert "Warning" not in proc.stderr and "Traceback" not in proc.stderr
     proc = subprocess.run(cmd + flags, **run)

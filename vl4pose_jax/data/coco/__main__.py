@@ -1,10 +1,12 @@
 """`python -m vl4pose_jax.data.coco merge`: annotated labels into a COCO dataset, then a rebuild.
 
     python -m vl4pose_jax.data.coco merge --manual_dir=DIR --annotations=ANNOTATED.json \
-        --images=FOLDER [--data_dir=...]
+        --images=FOLDER [--data_dir=...] [--skip_corrupt]
 
-The command line of `commands.merge`; `--helpfull` prints the guide of `vl4pose_jax.data.coco`.
-Exit status 0, 1 on bad input (a one-paragraph error), 2 without the `merge` argument.
+The command line of `commands.merge` (a transaction on DIR: see `commands`); `--helpfull` prints
+the guide of `vl4pose_jax.data.coco`. Exit status 0, 1 on bad input, a folder in use or an I/O
+failure (a one-paragraph error; nothing half-written stays), 2 without the `merge` argument,
+130 on Ctrl-C (the next merge or prepare rolls the interrupted one back or finishes it).
 """
 import logging
 import sys
@@ -20,13 +22,20 @@ def main(argv):
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if len(argv) != 2 or argv[1] != "merge":
         print("usage: python -m vl4pose_jax.data.coco merge --manual_dir=DIR "
-              "--annotations=FILE [--images=FOLDER] [--data_dir=...]", file=sys.stderr)
+              "--annotations=FILE [--images=FOLDER] [--data_dir=...] [--skip_corrupt]",
+              file=sys.stderr)
         return 2
     try:
-        commands.merge(f.manual_dir, f.annotations, images=f.images, data_dir=f.data_dir)
-    except (coco.CocoError, FileNotFoundError, base.CorruptImageError) as err:
+        commands.merge(f.manual_dir, f.annotations, images=f.images, data_dir=f.data_dir,
+                       skip_corrupt=f.skip_corrupt)
+    except (coco.CocoError, OSError, base.CorruptImageError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("interrupted: nothing was switched; the next merge or prepare on "
+              f"{f.manual_dir} rolls this one back (or finishes it if it was switching).",
+              file=sys.stderr)
+        return 130
     return 0
 
 
@@ -36,6 +45,8 @@ def _define_flags():
     flags.DEFINE_string("images", None, "Folder its file names are relative to (default: "
                         "the annotated file's folder).")
     flags.DEFINE_string("data_dir", None, "TFDS data directory of the dataset.")
+    flags.DEFINE_bool("skip_corrupt", False, "Leave out new images that do not decode (and "
+                      "their people), counted and listed, instead of stopping.")
     flags.mark_flags_as_required(["manual_dir", "annotations"])
 
 

@@ -6,34 +6,193 @@
 `prepare` reads the category from `DIR/train.json`, decides the tree (`files.tree_links`), writes
 `coco_meta.json` and builds the dataset through `builders.build`; `merge` appends an annotated
 file's new images to `train.json` (ids stay stable; see the `vl4pose_jax.data.coco` guide) and
-prepares again. Both check every file before writing anything.
+builds the dataset again.
+
+Both are transactions on `DIR`, holding its lock (`DIR/.dataset.lock`, a `locking.FolderLock`,
+the kind a workdir has: a second merge or prepare is refused naming the holder). Every input is
+checked before anything is written (the files, the ids, every new image decoded, keypoints
+finite). A rebuild is staged beside the old files: the new `train.json` and the image links in
+`DIR/.merge-staging/`, the new dataset in `DATA/.<name>.staging/`, new images copied into
+`DIR/images/` under a temporary name and renamed; only when both are complete does the journal
+`DIR/.merge-journal.json` say "switching", and the old dataset, its `coco_meta.json` and
+`train.json` are replaced (the old `train.json` kept as `train.<date>.json`). A merge or prepare
+started after a kill first reads the journal (`recover`): before "switching" it rolls back
+(removes the staged files and the images it copied), after it finishes the switch. So
+`train.json` and the built dataset always agree once a command has run.
 """
 from __future__ import annotations
 
+import contextlib
+import datetime
 import json
 import os
 import pathlib
 import shutil
+import sys
 import time
 
 import numpy as np
 
-from vl4pose_jax import skeletons
-from vl4pose_jax.data import builders
+from vl4pose_jax import locking, skeletons
+from vl4pose_jax.data import base, builders
 from vl4pose_jax.data.coco.dataset import (DOWNLOAD, NAME, SPLIT_FILES, SPLITS, meta_path,
                                            read_meta, spec)
-from vl4pose_jax.data.coco.files import (CocoError, field_error, flip_pairs, inside, read_coco,
-                                         tree_links)
+from vl4pose_jax.data.coco.files import (CocoError, dump_json, field_error, flip_pairs, inside,
+                                         read_coco, tree_links)
+
+LOCK = "dataset"                   # DIR/.dataset.lock
+JOURNAL = ".merge-journal.json"    # DIR/.merge-journal.json
+STAGING = ".merge-staging"         # DIR/.merge-staging/: the next train.json, links to the rest
 
 
-def prepare(manual_dir, *, data_dir=None, root=None, links=None, category=None,
-            skip_corrupt=False, overwrite=False, name: str = NAME, log_fn=print):
-    """Read the category from `manual_dir/train.json`, write `coco_meta.json` (joints, tree,
-    splits) and build the dataset, printing the tree and the validation split's size (or why
-    there is none). `overwrite` rebuilds a built one (after a merge)."""
-    manual = pathlib.Path(manual_dir)
-    if not manual.is_dir():
-        raise FileNotFoundError(f"{name}: manual directory {manual} does not exist.\n{DOWNLOAD}")
+STOP_AT_ENV = "VL4POSE_TEST_STOP_AT"   # tests: hold the process at a stage, to kill it there
+
+
+def _stop_at(stage: str):
+    """Tests (real kills at exact points): with $VL4POSE_TEST_STOP_AT = `stage` ('copy': half
+    an image copied; 'staged': everything staged, not switched; 'switch': the dataset switched,
+    train.json not yet), say so on stderr and wait to be killed."""
+    if os.environ.get(STOP_AT_ENV) == stage:
+        print(f"stopped at {stage}", file=sys.stderr, flush=True)
+        time.sleep(3600)
+
+
+# ----------------------------------------------------------------------- lock and journal
+
+@contextlib.contextmanager
+def locked(manual: pathlib.Path, *, read_only_ok: bool = False):
+    """Hold `manual`'s lock; CocoError (one paragraph) when another process holds it. With
+    `read_only_ok`, a folder that cannot be written is used unlocked (nothing can merge into it)."""
+    try:
+        lock = locking.FolderLock(manual, LOCK).acquire()
+    except locking.LockedError as err:
+        raise CocoError(f"{err}. A merge or prepare is already working on {manual}; two at once "
+                        "would lose labels: wait for it to finish (or stop it), then rerun.") from None
+    except locking.LockIOError as err:
+        if read_only_ok and manual.is_dir():
+            yield None
+            return
+        raise CocoError(f"{err.strerror}: merging needs a writable dataset folder "
+                        f"({manual}).") from None
+    try:
+        yield lock
+    finally:
+        lock.release()
+
+
+def _write_journal(manual: pathlib.Path, journal: dict):
+    path = manual / JOURNAL
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as fh:
+        fh.write(dump_json(journal, indent=1))
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _staging_data(data_dir, name: str) -> pathlib.Path:
+    return pathlib.Path(data_dir or base.default_data_dir()) / f".{name}.staging"
+
+
+def recover(manual, *, log_fn=print) -> str | None:
+    """Finish or roll back a merge or rebuild that was killed in `manual` (call it holding the
+    lock): 'rolled back', 'finished', or None when there was nothing to do. Staged leftovers
+    without a journal (a kill before it was written) are removed."""
+    manual = pathlib.Path(manual)
+    path = manual / JOURNAL
+    if not path.is_file():
+        shutil.rmtree(manual / STAGING, ignore_errors=True)
+        return None
+    try:
+        journal = json.loads(path.read_text())
+    except ValueError:   # a journal is written whole (renamed into place): cannot happen
+        raise CocoError(f"{path} is unreadable: delete it and {manual / STAGING}, then prepare "
+                        "the dataset again with --overwrite.") from None
+    what = f"the {journal.get('what', 'merge')} started {journal.get('started')}"
+    if journal["state"] == "switching":
+        _switch(manual, journal)
+        log_fn(f"finished {what} (it was interrupted while switching to the new files)")
+        outcome = "finished"
+    else:
+        gone = _roll_back(manual, journal)
+        log_fn(f"rolled back {what}: it was interrupted before switching; train.json and the "
+               f"dataset are as they were" + (f" ({gone} copied image(s) removed)" if gone else ""))
+        outcome = "rolled back"
+    path.unlink()
+    return outcome
+
+
+def _roll_back(manual: pathlib.Path, journal: dict) -> int:
+    gone = 0
+    for name in journal.get("created_images", []):
+        dst = manual / "images" / name
+        for p in (dst, _tmp_copy(dst)):
+            if p.is_file() or p.is_symlink():
+                p.unlink()
+                gone += p == dst
+    shutil.rmtree(manual / STAGING, ignore_errors=True)
+    shutil.rmtree(journal["staging_data"], ignore_errors=True)
+    return gone
+
+
+def _switch(manual: pathlib.Path, journal: dict):
+    """Replace the dataset, its meta and train.json by the staged ones; every step is
+    idempotent, so a switch killed half-way is finished by running it again."""
+    name, version = journal["name"], journal["version"]
+    staged_root = pathlib.Path(journal["staging_data"]) / name
+    target_root = pathlib.Path(journal["data_dir"]) / name
+    if journal.get("rebuild", True):
+        staged, target = staged_root / version, target_root / version
+        old = target_root / f".replaced-{version}"
+        target_root.mkdir(parents=True, exist_ok=True)
+        if staged.is_dir():
+            if target.exists() and not old.exists():
+                os.replace(target, old)
+            elif target.exists():   # the old copy is already aside: this one is a leftover
+                shutil.rmtree(target)
+            os.replace(staged, target)
+        if (staged_root / "coco_meta.json").is_file():
+            os.replace(staged_root / "coco_meta.json", target_root / "coco_meta.json")
+        shutil.rmtree(old, ignore_errors=True)
+        _stop_at("switch")
+    new_train = manual / STAGING / "train.json"
+    if new_train.is_file():
+        train = manual / "train.json"
+        backup = manual / f"train.{journal['stamp']}.json"
+        if train.is_file() and not backup.exists():
+            shutil.copyfile(train, backup)
+        os.replace(new_train, train)
+    shutil.rmtree(manual / STAGING, ignore_errors=True)
+    shutil.rmtree(journal["staging_data"], ignore_errors=True)
+
+
+def _tmp_copy(dst: pathlib.Path) -> pathlib.Path:
+    return dst.with_name(f".{dst.name}.merge-tmp")
+
+
+def _copy_atomic(src: pathlib.Path, dst: pathlib.Path):
+    """Copy `src` to `dst` through a temporary name, so a kill never leaves a truncated `dst`."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_copy(dst)
+    with open(src, "rb") as fin, open(tmp, "wb") as fout:
+        data = fin.read()
+        fout.write(data[:len(data) // 2])
+        fout.flush()
+        _stop_at("copy")
+        fout.write(data[len(data) // 2:])
+        fout.flush()
+        os.fsync(fout.fileno())
+    os.replace(tmp, dst)
+
+
+# ----------------------------------------------------------------------------- prepare
+
+def plan_meta(manual: pathlib.Path, *, old=None, root=None, links=None, category=None,
+              name: str = NAME) -> dict:
+    """`coco_meta.json` for `manual`'s files (every file checked): joints, tree, flip pairs,
+    splits. A rebuild (`old` meta, same joints and skeleton, no `root` / `links`) keeps the
+    tree exactly: link k stays link k, so a model fine-tuned from the previous weights reads
+    its auxiliary outputs the same way."""
     train = manual / "train.json"
     if not train.is_file():
         raise CocoError(f"{train}: not found; {name} needs the labelled set train.json (and "
@@ -48,18 +207,15 @@ def prepare(manual_dir, *, data_dir=None, root=None, links=None, category=None,
             if other.names != coco.names:
                 raise field_error(manual / file, "categories[].keypoints", f"{list(other.names)} "
                                   f"differ from train.json's {list(coco.names)}")
-    old = read_meta(data_dir, name)
     if (old and old["names"] == list(coco.names) and root is None and links is None
             and old.get("category", {}).get("skeleton") == coco.category.get("skeleton")):
-        # A rebuild (after a merge) keeps the tree exactly: link k stays link k, so a model
-        # fine-tuned from the previous weights reads its auxiliary outputs the same way.
         tree, flips, how = old["links"], old["flip_pairs"], old["tree"]
     else:
         tree, _, how, _ = tree_links(coco.names, coco.skeleton_pairs, root=root, links=links)
         flips = flip_pairs(coco.names)
     skeleton = skeletons.Skeleton(coco.names, tuple(map(tuple, tree)), tuple(map(tuple, flips)),
                                   name=name)
-    meta = dict(names=list(coco.names), links=[list(t) for t in skeleton.links],
+    return dict(names=list(coco.names), links=[list(t) for t in skeleton.links],
                 flip_pairs=[list(t) for t in skeleton.flip_pairs], tree=how,
                 category={k: coco.category[k] for k in ("id", "name", "supercategory",
                                                         "keypoints", "skeleton")
@@ -67,48 +223,186 @@ def prepare(manual_dir, *, data_dir=None, root=None, links=None, category=None,
                 flips_named=[[coco.names[a], coco.names[b]] for a, b in skeleton.flip_pairs],
                 splits=[s for s, f in SPLIT_FILES.items() if (manual / f).is_file()],
                 manual_dir=str(manual.resolve()))
-    path = meta_path(data_dir, name)
-    builder = builders.get_builder(name, data_dir=data_dir)
-    if builder.is_prepared():
-        if not overwrite:
+
+
+def _build_staged(meta: dict, files: pathlib.Path, staging_data: pathlib.Path, *,
+                  skip_corrupt: bool, name: str):
+    """Build the dataset of `files` (a manual folder) with `meta` into `staging_data`; the
+    meta written there records its splits. Returns the builder."""
+    shutil.rmtree(staging_data, ignore_errors=True)
+    path = meta_path(staging_data, name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(dump_json(meta, indent=1))
+    builder = builders.build(name, manual_dir=files, data_dir=staging_data,
+                             skip_corrupt=skip_corrupt)
+    meta = dict(meta, splits=[s for s in SPLITS if s in builder.info.splits])
+    path.write_text(dump_json(meta, indent=1))
+    return builder
+
+
+def _report_line(report: dict, name: str) -> str:
+    """What the build masked, replaced and skipped, in one line (empty when nothing)."""
+    parts = []
+    if report.get("masked_joints"):
+        parts.append(f"{report['masked_joints']} labelled joint(s) masked (NaN/Inf or more than "
+                     "one image size outside the image)")
+    if report.get("absurd_boxes"):
+        parts.append(f"{report['absurd_boxes']} bbox(es) larger than the image or far outside "
+                     "it replaced by the box of the valid joints")
+    if report.get("dropped_no_joints"):
+        parts.append(f"{report['dropped_no_joints']} person(s) with no valid joint left out")
+    for split, counts in (report.get("skipped_annotations") or {}).items():
+        said = {k: v for k, v in counts.items() if v and k != "non_finite_joints"}
+        if said:
+            parts.append(f"{split}: annotations skipped: "
+                         + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in said.items()))
+    if report.get("corrupt"):
+        parts.append(f"{len(report['corrupt'])} corrupt image(s) skipped")
+    return f"{name}: " + "; ".join(parts) if parts else ""
+
+
+def _build_and_switch(manual: pathlib.Path, meta: dict, *, data_dir, skip_corrupt: bool,
+                      name: str, log_fn, what: str, created_images=(), new_train=None,
+                      rebuild: bool = True):
+    """The transaction: stage the new train.json (`new_train`, a dict) and the new dataset
+    beside the old ones, then switch (module doc). `created_images`: images copied by the
+    caller under the journal (rolled back with it). Returns the staged builder (or None)."""
+    data_dir = pathlib.Path(data_dir or base.default_data_dir())
+    staging_data = _staging_data(data_dir, name)
+    version = str(builders.get_builder(name, data_dir=data_dir).version)
+    journal = dict(what=what, state="staging", name=name, version=version,
+                   data_dir=str(data_dir.resolve()), staging_data=str(staging_data.resolve()),
+                   created_images=list(created_images), rebuild=rebuild,
+                   stamp=time.strftime("%Y%m%d-%H%M%S"),
+                   started=datetime.datetime.now(datetime.timezone.utc).isoformat(
+                       timespec="seconds"))
+    _write_journal(manual, journal)
+    staged_files = manual
+    if new_train is not None:
+        staged_files = manual / STAGING
+        shutil.rmtree(staged_files, ignore_errors=True)
+        staged_files.mkdir()
+        tmp = staged_files / "train.json.tmp"
+        tmp.write_text(dump_json(new_train))
+        os.replace(tmp, staged_files / "train.json")
+        os.symlink(os.path.join("..", "images"), staged_files / "images")
+        for split, file in SPLIT_FILES.items():
+            if split != "train" and (manual / file).is_file():
+                os.symlink(os.path.join("..", file), staged_files / file)
+    builder = None
+    if rebuild:
+        try:
+            builder = _build_staged(meta, staged_files, staging_data, skip_corrupt=skip_corrupt,
+                                    name=name)
+        except BaseException:
+            _roll_back(manual, journal)
+            (manual / JOURNAL).unlink()
+            raise
+    _stop_at("staged")
+    journal["state"] = "switching"
+    _write_journal(manual, journal)
+    _switch(manual, journal)
+    (manual / JOURNAL).unlink()
+    if builder is not None:
+        spec(name, data_dir)  # this process now means this dataset by `name`
+        builder = builders.get_builder(name, data_dir=data_dir)
+        line = _report_line(_read_report(builder), name)
+        if line:
+            log_fn(line)
+    return builder
+
+
+def _read_report(builder) -> dict:
+    path = pathlib.Path(builder.data_dir) / "build_report.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def prepare(manual_dir, *, data_dir=None, root=None, links=None, category=None,
+            skip_corrupt=False, overwrite=False, name: str = NAME, log_fn=print):
+    """Read the category from `manual_dir/train.json`, write `coco_meta.json` (joints, tree,
+    splits) and build the dataset, printing the tree, the validation split's size (or why
+    there is none) and what was masked or skipped. `overwrite` rebuilds a built one, staged
+    beside it and switched when complete (module doc)."""
+    manual = pathlib.Path(manual_dir)
+    if not manual.is_dir():
+        raise FileNotFoundError(f"{name}: manual directory {manual} does not exist.\n{DOWNLOAD}")
+    with locked(manual, read_only_ok=True) as lock:
+        if lock is not None:
+            recover(manual, log_fn=log_fn)
+        old = read_meta(data_dir, name)
+        meta = plan_meta(manual, old=old, root=root, links=links, category=category, name=name)
+        path = meta_path(data_dir, name)
+        builder = builders.get_builder(name, data_dir=data_dir)
+        if builder.is_prepared() and not overwrite:
             if old and (old["names"], old["links"]) != (meta["names"], meta["links"]):
                 raise CocoError(f"{path.parent} holds a {name} dataset with other joints or tree; "
                                 "rerun with --overwrite to replace it")
             log_fn(f"{name} is already built in {builder.data_dir} (--overwrite rebuilds it)")
             return builder
-        shutil.rmtree(builder.data_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(meta, indent=1))
-    os.replace(tmp, path)
-    log_fn(f"{name}: {len(coco.names)} joints; tree: {how}; flip pairs: {meta['flips_named']}")
-    builder = builders.build(name, manual_dir=manual, data_dir=data_dir,
-                             skip_corrupt=skip_corrupt)
-    meta["splits"] = [s for s in SPLITS if s in builder.info.splits]
-    path.write_text(json.dumps(meta, indent=1))
-    log_fn(f"{name}: {builders.validation_summary(builder.report)}")
-    spec(name, data_dir)  # this process now means this dataset by `name`
+        log_fn(f"{name}: {len(meta['names'])} joints; tree: {meta['tree']}; flip pairs: "
+               f"{meta['flips_named']}")
+        if lock is None:
+            raise CocoError(f"{manual} cannot be written: building {name} needs its lock "
+                            f"({manual / ('.' + LOCK + '.lock')}); make the folder writable.")
+        builder = _build_and_switch(manual, meta, data_dir=data_dir, skip_corrupt=skip_corrupt,
+                                    name=name, log_fn=log_fn, what="rebuild")
+    log_fn(f"{name}: {builders.validation_summary(_read_report(builder))}")
     return builder
 
 
+# ------------------------------------------------------------------------------- merge
+
+def _decodes(path: pathlib.Path) -> str | None:
+    """None when the image at `path` decodes whole, else why not."""
+    try:
+        base._check_decodes(path, path.read_bytes())  # pylint: disable=protected-access
+    except (base.CorruptImageError, OSError) as err:
+        return str(err)
+    return None
+
 
 def merge(manual_dir, annotations, *, images=None, data_dir=None, rebuild=True,
-          name: str = NAME, log_fn=print) -> dict:
+          skip_corrupt: bool = False, name: str = NAME, log_fn=print) -> dict:
     """Add the images of an annotated COCO file (any tool that writes COCO keypoints) to the
     labelled set `manual_dir/train.json`, copying the image files into `manual_dir/images/`,
-    then rebuild the dataset. Images already in train/test/pool are left as they are
-    (reported), so nothing labelled is lost or duplicated; new images and annotations get new
-    ids (max + 1). `images`: the folder the annotated file's `file_name`s are relative to
-    (default: the file's own folder; the `images_root` that `experiments.score` records in the
-    file's `info` is only quoted in the error, never followed, so a shared file cannot make the
-    tool read elsewhere). Returns counts. Everything is checked before anything is written."""
+    then rebuild the dataset, as one transaction (module doc). Images already in
+    train/test/pool are left as they are (reported), so nothing labelled is lost or
+    duplicated; new images and annotations get new ids (max + 1). `images`: the folder the
+    annotated file's `file_name`s are relative to (default: the file's own folder; the
+    `images_root` that `experiments.score` records in the file's `info` is only quoted in the
+    error, never followed, so a shared file cannot make the tool read elsewhere). A new image
+    that does not decode is an error naming it, or with `skip_corrupt` is left out with its
+    people (counted, listed). A labelled joint with NaN/Inf coordinates is an error. Returns
+    counts. A rerun after nothing new still builds a dataset that is missing."""
     manual = pathlib.Path(manual_dir)
+    if not manual.is_dir():
+        raise FileNotFoundError(f"{name}: manual directory {manual} does not exist.\n{DOWNLOAD}")
+    with locked(manual):
+        recover(manual, log_fn=log_fn)
+        return _merge_locked(manual, annotations, images=images, data_dir=data_dir,
+                             rebuild=rebuild, skip_corrupt=skip_corrupt, name=name,
+                             log_fn=log_fn)
+
+
+def _merge_locked(manual, annotations, *, images, data_dir, rebuild, skip_corrupt, name,
+                  log_fn) -> dict:
     train_path = manual / "train.json"
     train = read_coco(train_path)
     new = read_coco(annotations, require_annotations=True)
     if new.names != train.names:
         raise field_error(new.path, "categories[].keypoints", f"{list(new.names)} differ from the "
                           f"dataset's {list(train.names)} ({train_path})")
+    for p in new.people:
+        labelled = p.visibility >= 0
+        bad = labelled & ~np.all(np.isfinite(p.joints), axis=1)
+        if bad.any():
+            raise field_error(new.path, "annotations[].keypoints", f"annotation id "
+                              f"{p.annotation_id} of {p.file_name!r} labels joint(s) "
+                              f"{[new.names[j] for j in np.flatnonzero(bad)]} with NaN or "
+                              "infinite coordinates; fix them (or mark them v = 0)")
     recorded = (new.raw.get("info") or {}).get("images_root")
     images = pathlib.Path(images) if images is not None else new.path.parent
     known = set(train.images[i]["file_name"] for i in train.images)
@@ -117,7 +411,7 @@ def merge(manual_dir, annotations, *, images=None, data_dir=None, rebuild=True,
             other = read_coco(manual / SPLIT_FILES[split], require_annotations=False)
             known |= {im["file_name"] for im in other.images.values()}
     labelled_ids = {p.image_id for p in new.people}
-    add, skipped = [], []
+    add, skipped, corrupt, created = [], [], [], []
     for image_id, im in new.images.items():
         if image_id not in labelled_ids:
             continue
@@ -131,20 +425,34 @@ def merge(manual_dir, annotations, *, images=None, data_dir=None, rebuild=True,
                             + (f" (the file says it was exported from {recorded}; a path "
                                "written in a shared file is never used without you)"
                                if recorded else ""))
+        why = _decodes(src)
+        if why is not None:
+            if not skip_corrupt:
+                raise base.CorruptImageError(
+                    f"{why} ({new.path}: images[].file_name {im['file_name']!r}); nothing was "
+                    "written. Rerun with --skip_corrupt to leave such images (and their people) "
+                    "out, or replace the file.")
+            corrupt.append(str(src))
+            continue
         dst = inside(manual / "images", im["file_name"])
-        if dst.exists() and dst.read_bytes() != src.read_bytes():
-            raise CocoError(f"{dst} exists and differs from {src}: rename the new image "
-                            f"({new.path}: images[].file_name {im['file_name']!r})")
+        if dst.exists():
+            old_bytes, new_bytes = dst.read_bytes(), src.read_bytes()
+            if old_bytes != new_bytes and not (new_bytes.startswith(old_bytes)
+                                               and _decodes(dst) is not None):
+                raise CocoError(f"{dst} exists and differs from {src}, and is not labelled in "
+                                f"train/test/pool: rename the new image ({new.path}: "
+                                f"images[].file_name {im['file_name']!r}) or remove the old file")
+            # else: the same file, or a truncated copy an older version left when killed
+        if not dst.exists() or dst.read_bytes() != src.read_bytes():
+            created.append(im["file_name"])
         add.append((image_id, im, src, dst))
-    raw = train.raw
+    raw = json.loads(json.dumps(train.raw))
     next_image = max([int(i) for i in train.images if isinstance(i, int)] + [0]) + 1
-    next_ann = max([int(a.get("id", 0)) for a in raw["annotations"]] + [0]) + 1
+    next_ann = max([int(a.get("id", 0)) for a in raw["annotations"]
+                    if isinstance(a.get("id", 0), int)] + [0]) + 1
     cat_id = train.category.get("id", 1)
     added_people = 0
     for image_id, im, src, dst in add:
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        if not dst.exists():
-            shutil.copyfile(src, dst)
         entry = {k: v for k, v in im.items() if k in ("width", "height", "file_name")}
         entry["id"] = next_image
         raw["images"].append(entry)
@@ -153,25 +461,51 @@ def merge(manual_dir, annotations, *, images=None, data_dir=None, rebuild=True,
             kps = []
             for (x, y), vv in zip(p.joints.tolist(), v.tolist()):
                 kps += [float(x), float(y), int(vv)] if vv else [0.0, 0.0, 0]
-            x0, y0, x1, y1 = (float(t) for t in p.box)
-            raw["annotations"].append(dict(
-                id=next_ann, image_id=next_image, category_id=cat_id, keypoints=kps,
-                num_keypoints=int((v > 0).sum()), bbox=[x0, y0, x1 - x0, y1 - y0],
-                area=(x1 - x0) * (y1 - y0), iscrowd=0))
+            ann = dict(id=next_ann, image_id=next_image, category_id=cat_id, keypoints=kps,
+                       num_keypoints=int((v > 0).sum()), iscrowd=0)
+            if p.has_bbox:
+                x0, y0, x1, y1 = (float(t) for t in p.box)
+                ann.update(bbox=[x0, y0, x1 - x0, y1 - y0], area=(x1 - x0) * (y1 - y0))
+            raw["annotations"].append(ann)
             next_ann += 1
             added_people += 1
         next_image += 1
-    if add:
-        backup = train_path.with_name(f"train.{time.strftime('%Y%m%d-%H%M%S')}.json")
-        shutil.copyfile(train_path, backup)
-        tmp = train_path.with_name("train.json.tmp")
-        tmp.write_text(json.dumps(raw))
-        os.replace(tmp, train_path)
     result = dict(added_images=len(add), added_people=added_people,
                   already_labelled=len(skipped), skipped_examples=skipped[:5],
+                  corrupt=corrupt, skipped_annotations=dict(new.skipped),
                   train_images=len(raw["images"]))
+    counted = {k: v for k, v in new.skipped.items() if v and k != "non_finite_joints"}
+    log_fn(f"merging {new.path}: {len(add)} new images ({added_people} people) for "
+           f"{train_path}; {len(skipped)} already labelled, left as they were"
+           + (f"; {len(corrupt)} corrupt image(s) skipped: {corrupt[:5]}" if corrupt else "")
+           + ("; annotations skipped: " + ", ".join(f"{v} {k.replace('_', ' ')}"
+                                                   for k, v in counted.items())
+              if counted else ""))
+    if not add:
+        if rebuild and not builders.get_builder(name, data_dir=data_dir).is_prepared():
+            log_fn(f"{name} is not built in {data_dir or base.default_data_dir()}: building it")
+            prepare(manual, data_dir=data_dir, skip_corrupt=skip_corrupt, name=name,
+                    log_fn=log_fn)
+        return result
+    meta = plan_meta(manual, old=read_meta(data_dir, name), name=name) if rebuild else None
+    try:
+        dump_json(raw)
+    except ValueError as err:   # NaN/Inf elsewhere in train.json (written by another tool)
+        raise CocoError(f"{train_path} or {new.path} holds a NaN or infinite number ({err}); "
+                        "fix the file: other COCO readers refuse it.") from None
+    # Everything is checked: the transaction starts (the journal names the images it adds).
+    data_dir_path = pathlib.Path(data_dir or base.default_data_dir())
+    _write_journal(manual, dict(what=f"merge of {new.path}", state="staging", name=name,
+                                version="", data_dir=str(data_dir_path.resolve()),
+                                staging_data=str(_staging_data(data_dir_path, name).resolve()),
+                                created_images=created, rebuild=rebuild,
+                                started=time.strftime("%Y-%m-%d %H:%M:%S")))
+    for _, im, src, dst in add:
+        if im["file_name"] in created:
+            _copy_atomic(src, dst)
+    _build_and_switch(manual, meta, data_dir=data_dir, skip_corrupt=skip_corrupt, name=name,
+                      log_fn=log_fn, what=f"merge of {new.path}", created_images=created,
+                      new_train=raw, rebuild=rebuild)
     log_fn(f"merged {new.path}: {len(add)} new images ({added_people} people) added to "
-           f"{train_path}; {len(skipped)} already labelled, left as they were")
-    if rebuild and add:
-        prepare(manual, data_dir=data_dir, overwrite=True, name=name, log_fn=log_fn)
+           f"{train_path}" + (f"; {name} rebuilt in {data_dir_path}" if rebuild else ""))
     return result

@@ -4,7 +4,11 @@
 dataset; `spec(name, data_dir)` reads the `DatasetSpec` from it (the skeleton is the user's, so
 the spec is known only once the dataset is prepared), and `CocoKeypoints` builds the records:
 the human features of `base.Builder` plus each person's `box` (x0, y0, x1, y1 px), with the PCK
-normaliser 0.5 x the box's longer side. Splits: `train`, `pool` and `test` from their files, and
+normaliser 0.5 x the box's longer side. Both come from the joints that survive masking
+(`base.sanitize_human`: NaN/Inf, or more than one image size outside the image) when the
+annotation has no `bbox`, or when its `bbox` is absurd for the image (`person_box`; counted as
+`absurd_boxes` in the build report, beside `masked_joints` and `skipped_annotations`).
+Splits: `train`, `pool` and `test` from their files, and
 `validation` carved from train.json (`base.Builder.carve_validation`: the images whose file name
 hashes below 10 %, from 10 images on), so a merge never moves an image already labelled.
 """
@@ -19,7 +23,8 @@ import tensorflow_datasets as tfds
 
 from vl4pose_jax import skeletons
 from vl4pose_jax.data import base
-from vl4pose_jax.data.coco.files import FORMAT_HELP, field_error, inside, read_coco
+from vl4pose_jax.data.coco.files import (FORMAT_HELP, field_error, inside, joints_box,
+                                         read_coco)
 from vl4pose_jax.data.spec import DatasetSpec
 
 NAME = "coco_keypoints"
@@ -71,6 +76,7 @@ def spec(name: str, data_dir=None) -> DatasetSpec:
 @dataclasses.dataclass
 class _CocoPlanned(base.Planned):
     box: np.ndarray = None  # (4,) x0, y0, x1, y1 px
+    has_bbox: bool = True   # from the annotation's bbox (else from its joints)
 
 
 class CocoKeypoints(base.Builder, skip_registration=True):
@@ -104,12 +110,9 @@ class CocoKeypoints(base.Builder, skip_registration=True):
             if coco.names != self.SKELETON.names:
                 raise field_error(path, "categories[].keypoints", f"{list(coco.names)} differ from "
                                   f"train.json's {list(self.SKELETON.names)}")
-            items = []
-            for p in coco.people:
-                box = p.box
-                norm = 0.5 * float(max(box[2] - box[0], box[3] - box[1], 1.0))
-                items.append(_CocoPlanned(p.id, inside(images, p.file_name), p.joints,
-                                          p.visibility, norm, box))
+            items = [_CocoPlanned(p.id, inside(images, p.file_name), p.joints, p.visibility,
+                                  float("nan"), p.box, p.has_bbox) for p in coco.people]
+            self.report.setdefault("skipped_annotations", {})[split] = dict(coco.skipped)
             out[split] = self._present(items)
         # From train.json, the labelled set, also when a pool.json is present: the pool stands
         # for unlabelled data in simulations, and the split stays the same with or without it.
@@ -123,10 +126,34 @@ class CocoKeypoints(base.Builder, skip_registration=True):
         if not (vis >= 0).any():
             self.report["dropped_no_joints"] += 1
             return None
+        box = person_box(item.box if item.has_bbox else None, joints, vis, width, height)
+        if item.has_bbox and box is not item.box:
+            self.report["absurd_boxes"] = self.report.get("absurd_boxes", 0) + 1
         return dict(id=item.id, image=data, joints=joints, visibility=vis,
-                    normalizer=np.float32(item.normalizer), height=np.int32(height),
-                    width=np.int32(width), ood=np.int32(0), box=np.asarray(item.box, np.float32))
+                    normalizer=np.float32(pck_normalizer(box)), height=np.int32(height),
+                    width=np.int32(width), ood=np.int32(0), box=np.asarray(box, np.float32))
 
+
+BOX_MARGIN = 1.0   # a bbox more than this many image sizes larger than the image is absurd
+
+
+def person_box(bbox, joints, vis, width, height) -> np.ndarray:
+    """The person's (x0, y0, x1, y1): `bbox` (corners) when it is plausible for a `width` x
+    `height` image, else (and without one) the box of the valid joints (`joints_box`, after
+    `base.sanitize_human`). Implausible: wider or taller than (1 + BOX_MARGIN) image sizes,
+    or wholly more than one image size outside the image (`sanitize_human`'s rule)."""
+    if bbox is not None:
+        x0, y0, x1, y1 = (float(t) for t in bbox)
+        w, h = float(width), float(height)
+        if (x1 - x0 <= (1 + BOX_MARGIN) * w and y1 - y0 <= (1 + BOX_MARGIN) * h
+                and x1 >= -w and y1 >= -h and x0 <= 2 * w and y0 <= 2 * h):
+            return bbox
+    return joints_box(joints, vis)
+
+
+def pck_normalizer(box) -> float:
+    """PCK normaliser (px): 0.5 x the box's longer side (at least 0.5 px)."""
+    return 0.5 * float(max(box[2] - box[0], box[3] - box[1], 1.0))
 
 
 def is_coco(name: str) -> bool:

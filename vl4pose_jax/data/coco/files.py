@@ -2,8 +2,12 @@
 
 `read_coco` parses one file into `Person`s (visibility in the project's convention, a box per
 person) and raises `CocoError` naming the file and the field on anything unusable; file names
-are checked to stay inside the images folder (`check_file_name`, `inside`). `read_coco_boxes`
-reads person boxes for ranking new images. `tree_links` turns a category's skeleton into a tree
+are checked to stay inside the images folder (`check_file_name`, `inside`). What it leaves out
+is counted in `CocoFile.skipped` (crowd, no labelled keypoint, other categories, exact
+duplicates) and labelled joints with NaN/Inf coordinates in `non_finite_joints` (prepare masks
+them, merge refuses them); a box comes from the valid labelled joints only (`bbox_corners`).
+`load_json` reads JSON with a nesting limit and `dump_json` writes strict JSON (no NaN/Inf).
+`read_coco_boxes` reads person boxes for ranking new images. `tree_links` turns a category's skeleton into a tree
 and `flip_pairs` finds left/right joints by name (rules in the `vl4pose_jax.data.coco` guide).
 Pure Python and numpy: nothing here builds or reads a TFDS dataset.
 """
@@ -29,6 +33,44 @@ class CocoError(ValueError):
     """A COCO file or folder that cannot be used; the message names the file and the field."""
 
 
+MAX_JSON_DEPTH = 64   # COCO files nest 4 deep; deeper is refused before Python's recursion limit
+
+
+def _depth_ok(text: str, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether the JSON text's brackets (outside strings) nest at most `limit` deep."""
+    if text.count("[") + text.count("{") <= limit:
+        return True
+    bare = re.sub(r'"(?:[^"\\]|\\.)*"', '""', text).encode()
+    codes = np.frombuffer(bare, np.uint8)
+    step = (np.isin(codes, (ord("["), ord("{"))).astype(np.int64)
+            - np.isin(codes, (ord("]"), ord("}"))))
+    return int(np.cumsum(step).max(initial=0)) <= limit
+
+
+def load_json(path):
+    """The JSON value of file `path`, or CocoError naming it (missing, not UTF-8 JSON, nested
+    deeper than `MAX_JSON_DEPTH`)."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise CocoError(f"{path}: file not found. {FORMAT_HELP}")
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        raise CocoError(f"{path}: cannot be read as UTF-8 text ({err}). {FORMAT_HELP}") from None
+    if not _depth_ok(text):
+        raise CocoError(f"{path}: not a COCO file: its JSON nests more than {MAX_JSON_DEPTH} "
+                        f"levels deep (a COCO file nests 4). {FORMAT_HELP}")
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as err:
+        raise CocoError(f"{path}: not valid JSON ({err}). {FORMAT_HELP}") from None
+
+
+def dump_json(value, **kwargs) -> str:
+    """Strict JSON text (ValueError on NaN or Inf, which other JSON readers refuse)."""
+    return json.dumps(value, allow_nan=False, **kwargs)
+
+
 
 @dataclasses.dataclass
 class Person:
@@ -40,6 +82,7 @@ class Person:
     box: np.ndarray       # (4,) float32 x0, y0, x1, y1 px
     annotation_id: int
     image_id: int
+    has_bbox: bool = True   # the box is the annotation's own `bbox` (else: its joints' box)
 
     @property
     def id(self) -> str:
@@ -132,12 +175,7 @@ def _skeleton_pairs(cat, names, path) -> list:
 def read_coco(path, *, category=None, require_annotations=True) -> CocoFile:
     """Parse and check one COCO keypoints file (CocoError naming the file and the field)."""
     path = pathlib.Path(path)
-    if not path.is_file():
-        raise CocoError(f"{path}: file not found. {FORMAT_HELP}")
-    try:
-        raw = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as err:
-        raise CocoError(f"{path}: not valid JSON ({err}). {FORMAT_HELP}") from None
+    raw = load_json(path)
     if not isinstance(raw, dict):
         raise field_error(path, "(top level)", f"a {type(raw).__name__}, not a JSON object")
     for field in ("images", "annotations"):
@@ -161,6 +199,7 @@ def read_coco(path, *, category=None, require_annotations=True) -> CocoFile:
         images[im["id"]] = dict(im, file_name=name)
     num = len(names)
     by_image: dict = {}
+    other_category = 0
     for i, ann in enumerate(raw["annotations"]):
         if not isinstance(ann, dict) or "image_id" not in ann:
             raise field_error(path, f"annotations[{i}]", "needs `image_id`")
@@ -168,36 +207,53 @@ def read_coco(path, *, category=None, require_annotations=True) -> CocoFile:
             raise field_error(path, f"annotations[{i}].image_id",
                               f"{ann['image_id']!r} is not an image id")
         if "category_id" in ann and ann["category_id"] != cat.get("id", ann["category_id"]):
-            continue  # another category (e.g. a box-only one)
+            other_category += 1   # another category (e.g. a box-only one): counted
+            continue
         kps = ann.get("keypoints")
         if not isinstance(kps, list) or len(kps) != 3 * num:
             raise field_error(path, f"annotations[{i}].keypoints",
                               f"has {len(kps) if isinstance(kps, list) else 'no'} values, but the "
                               f"category has {num} keypoints ({3 * num} values: x, y, v each)")
         by_image.setdefault(ann["image_id"], []).append((i, ann))
-    people, skipped = [], dict(crowd=0, no_keypoints=0)
+    people = []
+    skipped = dict(crowd=0, no_keypoints=0, other_category=other_category, duplicates=0,
+                   non_finite_joints=0)
     for image_id, anns in by_image.items():
         anns.sort(key=lambda t: (t[1].get("id", t[0]), t[0]))
-        for k, (i, ann) in enumerate(anns):
+        seen: set = set()
+        k = 0
+        for i, ann in anns:
             if ann.get("iscrowd"):
                 skipped["crowd"] += 1
+                k += 1
                 continue
             try:
                 kp = np.asarray(ann["keypoints"], np.float64).reshape(num, 3)
             except (TypeError, ValueError):
                 raise field_error(path, f"annotations[{i}].keypoints",
                                   "values must be numbers") from None
+            key = (kp.tobytes(), json.dumps(ann.get("bbox"), default=str))
+            if key in seen:   # the same person twice (an exact copy, whatever its id)
+                skipped["duplicates"] += 1
+                k += 1   # the others keep their ids
+                continue
+            seen.add(key)
             v = kp[:, 2]
             if not np.all(np.isin(v, (0, 1, 2))):
                 raise field_error(path, f"annotations[{i}].keypoints",
                                   "visibility flags must be 0, 1 or 2")
             vis = np.where(v == 2, 1, np.where(v == 1, 0, -1)).astype(np.int8)
+            skipped["non_finite_joints"] += int(
+                ((vis >= 0) & ~np.all(np.isfinite(kp[:, :2]), axis=1)).sum())
             if not (vis >= 0).any():
                 skipped["no_keypoints"] += 1
+                k += 1
                 continue
             box = bbox_corners(ann.get("bbox"), kp[:, :2], vis, path, f"annotations[{i}].bbox")
             people.append(Person(images[image_id]["file_name"], k, kp[:, :2].astype(np.float32),
-                                 vis, box, ann.get("id", i), image_id))
+                                 vis, box, ann.get("id", i), image_id,
+                                 has_bbox=valid_bbox(ann.get("bbox")) is not None))
+            k += 1
     if require_annotations and not people:
         raise field_error(path, "annotations", "no annotation with a labelled keypoint")
     return CocoFile(path, raw, cat, names, pairs, images, people, skipped)
@@ -207,12 +263,7 @@ def read_coco_boxes(path) -> dict:
     """{file_name: [(x0, y0, x1, y1), ...]} from a COCO file of person boxes (`bbox` per
     annotation; keypoints not needed), people in annotation-id order."""
     path = pathlib.Path(path)
-    if not path.is_file():
-        raise CocoError(f"{path}: file not found")
-    try:
-        raw = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as err:
-        raise CocoError(f"{path}: not valid JSON ({err}). {FORMAT_HELP}") from None
+    raw = load_json(path)
     if not isinstance(raw, dict):
         raise field_error(path, "(top level)", "not a JSON object")
     for field in ("images", "annotations"):
@@ -241,17 +292,42 @@ def read_coco_boxes(path) -> dict:
     return out
 
 
+def valid_bbox(bbox):
+    """(x0, y0, x1, y1) of a COCO [x, y, w, h] box with a finite, positive area, else None."""
+    try:
+        x, y, w, h = (float(t) for t in bbox)
+    except (TypeError, ValueError):
+        return None
+    if w > 0 and h > 0 and np.all(np.isfinite([x, y, x + w, y + h])):
+        return np.array([x, y, x + w, y + h], np.float32)
+    return None
+
+
+def joints_box(joints, vis) -> np.ndarray:
+    """(x0, y0, x1, y1) of the labelled (vis >= 0) joints with finite coordinates; NaN when none."""
+    pts = np.asarray(joints, np.float64)
+    keep = (np.asarray(vis) >= 0) & np.all(np.isfinite(pts), axis=-1)
+    if not keep.any():
+        return np.full((4,), np.nan, np.float32)
+    pts = pts[keep]
+    return np.array([*pts.min(0), *pts.max(0)], np.float32)
+
+
 def bbox_corners(bbox, joints, vis, path="", field="bbox") -> np.ndarray:
-    """(x0, y0, x1, y1) from a COCO [x, y, w, h] box, else the labelled keypoints' box."""
+    """(x0, y0, x1, y1) from a COCO [x, y, w, h] box, else the box of the labelled joints with
+    finite coordinates (`joints_box`). A `bbox` that is not four numbers is a CocoError; one
+    without a finite, positive area is ignored."""
     if bbox is not None:
         try:
-            x, y, w, h = (float(t) for t in bbox)
+            _ = [float(t) for t in bbox]
+            if len(_) != 4:
+                raise ValueError
         except (TypeError, ValueError):
             raise field_error(path, field, f"{bbox!r} is not [x, y, w, h]") from None
-        if w > 0 and h > 0 and np.all(np.isfinite([x, y, w, h])):
-            return np.array([x, y, x + w, y + h], np.float32)
-    pts = np.asarray(joints, np.float64)[np.asarray(vis) >= 0]
-    return np.array([*pts.min(0), *pts.max(0)], np.float32)
+        box = valid_bbox(bbox)
+        if box is not None:
+            return box
+    return joints_box(joints, vis)
 
 
 # ----------------------------------------------------------------------------- the tree
