@@ -532,3 +532,71 @@ def test_scoring_uses_every_device(loop, tmp_path):
     four = {r["input"]: float(r["score"]) for r in rows}
     for pos, name in enumerate(single.inputs.names):
         assert four[name] == pytest.approx(single.score[pos], rel=1e-4, abs=1e-3)
+
+
+# ----------------------------------------------------------------- absurd input (issue 28)
+
+def test_absurd_coordinates_are_masked_counted_and_kept_out_of_the_metric(tmp_path):
+    """The prepare command on people whose box or joints are absurd: the box and the PCK
+    normaliser come from the joints that survive masking (one joint at x = 1e7 without a
+    bbox, a bbox of 1e30, an Inf joint, a NaN joint), every person stays, and the counts are
+    printed."""
+    import subprocess
+    import sys
+    from test_merge_transaction import _image, coco_file
+    from vl4pose_jax import data
+    manual = tmp_path / "m"
+    names = [f"p{i}.jpg" for i in range(5)]
+    for i, name in enumerate(names):
+        _image(manual / "images" / name, i)
+    raw = coco_file(names[:4], bbox=False)
+    good = [10, 5, 2, 20, 15, 2, 30, 20, 2]        # valid box 20 x 15 -> normaliser 10
+    kps = [list(good) for _ in range(4)]
+    kps[0][0] = 1e7                                 # far outside, no bbox
+    kps[2][3] = float("inf")
+    kps[3][3] = float("nan")
+    for ann, k in zip(raw["annotations"], kps):
+        ann["keypoints"] = k
+    raw["annotations"][1]["bbox"] = [0, 0, 1e30, 1e30]
+    (manual / "train.json").write_text(json.dumps(raw))     # Infinity / NaN as Python writes
+    (manual / "test.json").write_text(json.dumps(coco_file(names[4:])))
+    data_dir = tmp_path / "tfds"
+    proc = subprocess.run([sys.executable, "-m", "vl4pose_jax.data.prepare",
+                           "--dataset=coco_keypoints", f"--manual_dir={manual}",
+                           f"--data_dir={data_dir}"], capture_output=True, text=True,
+                          cwd=pathlib.Path(__file__).resolve().parents[1], timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "3 labelled joint(s) masked" in proc.stdout
+    assert "1 bbox(es) larger than the image" in proc.stdout
+    source = data.load("coco_keypoints", "train", data_dir=data_dir)
+    people = {source[i]["id"].decode(): source[i] for i in range(len(source))}
+    assert sorted(people) == [f"p{i}.jpg#0" for i in range(4)]       # nobody removed
+    expected = {"p0.jpg#0": 5.0, "p1.jpg#0": 10.0, "p2.jpg#0": 10.0, "p3.jpg#0": 10.0}
+    for pid, ex in people.items():
+        assert np.all(np.isfinite(ex["box"])) and ex["normalizer"] == pytest.approx(
+            expected[pid]), (pid, ex["box"], ex["normalizer"])
+    report = json.loads(next(data_dir.glob("coco_keypoints/*/build_report.json")).read_text())
+    assert report["masked_joints"] == 3 and report["absurd_boxes"] == 1
+    assert report["skipped_annotations"]["train"]["non_finite_joints"] == 2
+
+
+def test_read_coco_counts_what_it_leaves_out(tmp_path):
+    path = _minimal(tmp_path)
+    raw = json.loads(path.read_text())
+    dup = dict(raw["annotations"][0], id=7)
+    other = {"id": 8, "image_id": 1, "category_id": 2, "bbox": [0, 0, 5, 5]}
+    raw["annotations"] += [dup, other]
+    raw["categories"].append({"id": 2, "name": "ball"})
+    path.write_text(json.dumps(raw))
+    c = coco.read_coco(path)
+    assert len(c.people) == 1
+    assert c.skipped["duplicates"] == 1 and c.skipped["other_category"] == 1
+
+
+def test_deeply_nested_json_is_refused_in_one_line(tmp_path):
+    path = tmp_path / "train.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(coco.CocoError, match="nests more than 64 levels"):
+        coco.read_coco(path)
+    with pytest.raises(coco.CocoError, match="nests more than"):
+        coco.read_coco_boxes(path)
