@@ -368,3 +368,45 @@ def test_image_urls_come_from_the_document_root(tmp_path):
     with pytest.raises(export.OutputError, match="give one"):
         export.write(None, tmp_path / "out", top_k=1, category={}, image_url_prefix="/x/",
                      label_studio_root=tmp_path / "root")
+
+
+def _tiny_tasks(tmp_path):
+    """Our Label Studio tasks (export.label_studio_tasks) of one 64 x 48 image with two people
+    side by side, from a hand-made ranking (no model needed)."""
+    from PIL import Image
+    from vl4pose_jax import export, rank, skeletons
+    (tmp_path / "new").mkdir()
+    Image.new("RGB", (64, 48), "gray").save(tmp_path / "new" / "a.png")
+    (tmp_path / "boxes.json").write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "a.png"}],
+        "annotations": [{"id": 1, "image_id": 1, "bbox": [0, 0, 30, 48]},
+                        {"id": 2, "image_id": 1, "bbox": [34, 0, 30, 48]}]}))
+    inputs = rank.open_inputs(tmp_path / "new", boxes=tmp_path / "boxes.json")
+    rng = np.random.default_rng(0)
+    joints = np.stack([rng.uniform([2, 2], [28, 46], (14, 2)),
+                       rng.uniform([36, 2], [62, 46], (14, 2))])
+    scored = rank.Scored(inputs, skeletons.lsp14, "vl4pose", np.array([3.0, 2.0]), joints,
+                         np.array([[64, 48]] * 2), np.zeros((2, 3)), np.ones(2, bool),
+                         np.arange(2), np.array([3.0]), np.array([0]), np.array([1]), [])
+    return export.label_studio_tasks(scored, [0]), joints
+
+
+def test_keypoints_without_a_parent_go_to_the_box_holding_them(tmp_path):
+    """A keypoint drawn without its box selected has no parentID: it belongs to the one box
+    that contains it; in two boxes it is refused naming the task and the joint."""
+    from vl4pose_jax.data.coco import labelstudio
+    (task,), joints = _tiny_tasks(tmp_path)
+    result = task["predictions"][0]["result"]
+    for r in result:
+        r.pop("parentID", None)
+    names = list(coco_util.lspet_category()["keypoints"])
+    size, people = labelstudio.people_of(result, names, "export.json: task 1")
+    assert size == (64, 48) and len(people) == 2
+    for person, expected in zip(people, joints):
+        got = np.array([person["joints"][j][:2] for j in range(14)])
+        assert np.abs(got - expected).max() < 1e-9
+    box = next(r for r in result if r["id"] == "p1")
+    box["value"]["x"], box["value"]["width"] = 0.0, 100.0     # p1 now covers p0's joints too
+    with pytest.raises(labelstudio.LabelStudioError,
+                       match=r"export.json: task 1, result\[1\]: keypoint 'head' has no person"):
+        labelstudio.people_of(result, names, "export.json: task 1")
