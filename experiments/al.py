@@ -103,7 +103,9 @@ flags.DEFINE_bool("bayesian_deepprior", False, "Hands: train Bayesian DeepPrior 
                   "mc_dropout and cke, e.g. for a random baseline on the same model.")
 flags.DEFINE_string("init_from", None, "Start round 0 from the newest trained state of this "
                     "workdir (same method and dataset) instead of a fresh initialisation: "
-                    "fine-tuning after merging new labels. Part of the run's identity.")
+                    "fine-tuning after merging new labels. Its dataset, method(s), preset and "
+                    "data directory are read from that workdir for the flags left unset (a "
+                    "contradicting flag is refused). Part of the run's identity.")
 flags.DEFINE_multi_string("method_options", [], "Options of a method's `select`, "
                           "METHOD:KEY=VALUE[,KEY=VALUE] (repeat the flag for several methods), "
                           "e.g. --method_options=vl4pose:num_peaks=5,mode=expected. Part of the "
@@ -113,17 +115,59 @@ flags.DEFINE_string("crash_at", None, "Testing only: 'round:R' aborts after roun
                     "R, to exercise resume.")
 
 
-def config_from_flags() -> protocol.Config:
-    """The run's `Config`: the flags given, the protocol's values for those left unset."""
+def config_from_flags(source: dict | None = None) -> protocol.Config:
+    """The run's `Config`: the flags given, the protocol's values for those left unset; with
+    `source` (`init_from_settings`), its dataset, method, data directory and preset fill the
+    flags left unset."""
+    source = source or {}
     fields = {name: getattr(FLAGS, name) for name in protocol.PROTOCOL_FIELDS}
+    if "preset" in source and not FLAGS["preset"].present:
+        fields["preset"] = source["preset"]
+    dataset = source.get("dataset", FLAGS.dataset)
+    methods = FLAGS.method if FLAGS["method"].present else source.get("methods", FLAGS.method)
+    data_dir = FLAGS.data_dir if FLAGS.data_dir is not None else source.get("data_dir")
     return protocol.make_config(
-        FLAGS.dataset, FLAGS.method, protocol=FLAGS.protocol, seed=FLAGS.seed,
-        trials=FLAGS.trials, data_dir=FLAGS.data_dir, checkpoint_every=FLAGS.checkpoint_every,
+        dataset, methods, protocol=FLAGS.protocol, seed=FLAGS.seed,
+        trials=FLAGS.trials, data_dir=data_dir, checkpoint_every=FLAGS.checkpoint_every,
         crash_at=FLAGS.crash_at, precision=FLAGS.precision, num_workers=FLAGS.num_workers,
         share_round0=FLAGS.share_round0, init_from=FLAGS.init_from,
         bayesian_deepprior=FLAGS.bayesian_deepprior,
-        method_options=protocol.parse_method_options(FLAGS.method_options, FLAGS.method),
+        method_options=protocol.parse_method_options(FLAGS.method_options, methods),
         **fields)
+
+
+def init_from_settings(source_workdir) -> dict:
+    """What the run `--init_from` names remembers (`workdir.load_config`, `recorded_data`):
+    its dataset, methods, preset and data directory, for the flags left unset. A flag given
+    that contradicts it (another dataset, preset or method; a --data_dir whose dataset has
+    other joints or tree) is refused in one paragraph (SimulationError), before any work."""
+    source = wd.load_config(source_workdir)
+    record = wd.recorded_data(source_workdir) or {}
+    given = {name: FLAGS[name].present for name in ("dataset", "preset", "method")}
+    clash = []
+    if given["dataset"] and FLAGS.dataset != source.dataset:
+        clash.append(f"--dataset={FLAGS.dataset} (it trained on {source.dataset})")
+    if given["preset"] and FLAGS.preset != source.preset:
+        clash.append(f"--preset={FLAGS.preset} (its network is {source.preset!r})")
+    if given["method"] and not set(FLAGS.method) <= set(source.methods):
+        clash.append(f"--method={','.join(FLAGS.method)} (it trained "
+                     f"{', '.join(source.methods)})")
+    data_dir = record.get("data_dir")
+    if FLAGS.data_dir is not None and record.get("skeleton"):
+        mine = wd.skeleton_record(source.dataset, FLAGS.data_dir)
+        if mine != record["skeleton"]:
+            clash.append(f"--data_dir={FLAGS.data_dir} (its {source.dataset} has "
+                         + ("no prepared dataset" if mine is None else "other joints or tree")
+                         + f" than the one the run trained on, in {data_dir})")
+    if clash:
+        raise protocol.SimulationError(
+            f"--init_from={source_workdir} fine-tunes that run's weights, but "
+            + "; ".join(clash) + ". Leave these flags out (they are read from the run: "
+            f"{wd.CONFIG_FILE} and {wd.DATA_FILE}) or start a new run without --init_from.")
+    out = {"dataset": source.dataset, "methods": list(source.methods), "preset": source.preset}
+    if data_dir is not None:
+        out["data_dir"] = data_dir
+    return out
 
 
 def io_message(err: OSError, workdir) -> str:
@@ -164,9 +208,11 @@ def main(argv):
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
     preemption.install()
     try:
-        config = config_from_flags()
+        config = config_from_flags(init_from_settings(FLAGS.init_from) if FLAGS.init_from
+                                   else None)
         with wd.lock(workdir):   # before the data: a refused launch fails at once
             d = records.validate(config)
+            wd.record_data(workdir, config)
             simulate.run(config, workdir, data_=d, on_round=report.round_plotter(workdir))
             if not parallel.is_primary():
                 return

@@ -8,7 +8,10 @@ score's AUROC for them, and the score's mean on failed and good images; for VL4P
 pose refinement (Eq. 6) changes: the share of joints it moves, and how many of the moved joints
 are correct before and after. `DIR/diagnosis.png`: the score's histogram for failed and good
 images, and the score against per-image PCK, one colour per seed. A method's score is its
-acquisition score (high = selected; VL4Pose: the negative log-likelihood).
+acquisition score (high = selected; VL4Pose: the negative log-likelihood); a method without
+one (random, Core-Set) is refused before any work. Seeds whose checkpoint is missing are named
+(`seeds_missing`) and the others diagnosed; a round whose checkpoint is gone while
+results.jsonl lists it is noted per seed, and `num_labelled` is the round's row's.
 """
 from __future__ import annotations
 
@@ -19,8 +22,9 @@ import sys
 import numpy as np
 from absl import app, flags
 
-from vl4pose_jax import acquire, evaluation, metrics, protocol, records
+from vl4pose_jax import acquire, acquisition, evaluation, metrics, protocol, records
 from vl4pose_jax import workdir as wd
+from vl4pose_jax.report.rows import read_rows
 
 
 def diagnose_seed(workdir, method: str, seed: int, *, fail_below: float = 50.0,
@@ -99,18 +103,80 @@ def plot(results: list[dict], method: str, fail_below: float, path: pathlib.Path
     tmp.replace(path)
 
 
-def run(workdir, method: str, out, *, fail_below: float = 50.0, data_dir=None) -> list[dict]:
+def check_method(config, workdir, method: str) -> None:
+    """A method this run trained whose score diagnose can read (SimulationError otherwise)."""
+    if method not in config.methods:
+        raise protocol.SimulationError(f"--method={method}: {workdir} holds the methods "
+                                       f"{', '.join(config.methods)}.")
+    if not acquisition.get(method).scores_records:
+        scoring = [m for m in config.methods if acquisition.get(m).scores_records]
+        raise protocol.SimulationError(
+            f"--method={method} selects without a score per image, so there is nothing to "
+            "diagnose; " + (f"diagnose {', '.join(scoring)} instead." if scoring else
+                            "this run has no scoring method."))
+
+
+def _finite(value):
+    """`value` with NaN / Inf floats as None (strict JSON)."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
+def _result_rows(workdir, method: str) -> dict:
+    """{(seed, round): row} of `method` in the workdir's results.jsonl ({} without one)."""
+    try:
+        rows = read_rows([workdir], warn=lambda *a: None)
+    except (OSError, ValueError):
+        return {}
+    return {(r.get("seed"), r.get("round")): r for r in rows if r.get("method") == method}
+
+
+def run(workdir, method: str, out, *, fail_below: float = 50.0, data_dir=None,
+        log=print) -> list[dict]:
+    """Diagnose every seed that can be (module doc); a seed without a readable checkpoint is
+    named (`log`, and `seeds_missing` in diagnosis.json), not a reason to give nothing. The
+    round diagnosed and its labelled-set size come from the checkpoint and results.jsonl; a
+    newest round whose checkpoint is gone is said. SimulationError when no seed can be."""
     config = wd.load_config(workdir)
-    results = [diagnose_seed(workdir, method, seed, fail_below=fail_below, data_dir=data_dir)
-               for seed in range(config.seed, config.seed + config.trials)]
+    check_method(config, workdir, method)
     out = pathlib.Path(out)
+    if out.exists() and not out.is_dir():
+        raise protocol.SimulationError(f"--out={out} is a file, not a folder.")
+    rows = _result_rows(workdir, method)
+    results, missing = [], []
+    for seed in range(config.seed, config.seed + config.trials):
+        try:
+            r = diagnose_seed(workdir, method, seed, fail_below=fail_below, data_dir=data_dir)
+        except protocol.SimulationError as err:
+            missing.append({"seed": seed, "why": str(err)})
+            log(f"warning: seed {seed} cannot be diagnosed: {err}")
+            continue
+        row = rows.get((seed, r["round"]))
+        if row and row.get("num_labelled") is not None:
+            r["num_labelled"] = row["num_labelled"]
+        newest = max((rnd for (s, rnd) in rows if s == seed and isinstance(rnd, int)),
+                     default=None)
+        if newest is not None and newest > r["round"]:
+            r["note"] = (f"results.jsonl has rounds up to {newest}, but the newest checkpoint "
+                         f"left is round {r['round']}: round {r['round']} is diagnosed")
+            log(f"warning: seed {seed}: {r['note']}")
+        results.append(r)
+    if not results:
+        raise protocol.SimulationError(
+            f"no seed of {workdir} can be diagnosed: "
+            + "; ".join(f"seed {m['seed']}: {m['why']}" for m in missing))
     out.mkdir(parents=True, exist_ok=True)
     plot(results, method, fail_below, out / "diagnosis.png")
-    rows = [{k: v for k, v in r.items() if k != "arrays"} for r in results]
-    (out / "diagnosis.json").write_text(json.dumps(
-        {"workdir": str(workdir), "method": method, "fail_below": fail_below, "seeds": rows},
-        indent=1) + "\n")
-    return rows
+    rows_out = [{k: v for k, v in r.items() if k != "arrays"} for r in results]
+    (out / "diagnosis.json").write_text(json.dumps(_finite(
+        {"workdir": str(workdir), "method": method, "fail_below": fail_below, "seeds": rows_out,
+         "seeds_missing": missing}), indent=1, allow_nan=False) + "\n")
+    return rows_out
 
 
 def main(argv):
@@ -118,8 +184,8 @@ def main(argv):
         raise app.UsageError("usage: python -m experiments.diagnose WORKDIR --method=... --out=DIR")
     try:
         rows = run(argv[1], FLAGS.method, FLAGS.out or argv[1], fail_below=FLAGS.fail_below,
-                   data_dir=FLAGS.data_dir)
-    except protocol.SimulationError as e:
+                   data_dir=FLAGS.data_dir, log=lambda m: print(m, file=sys.stderr))
+    except (protocol.SimulationError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
     for r in rows:

@@ -10,13 +10,15 @@ per-OOD-kind diagnostics (test accuracy per kind, pool and test OOD AUROC per ki
 each selection, Spearman of score vs test error, VL4Pose refinement gain, records scored). Also
 report.csv (headline table), aubc.csv, by_kind.csv, learning_curve.png (±1 std bands, seeds in the
 legend), ood_auroc.png and accuracy_by_kind.png. Absent fields show as "–". It prints the compact
-summary the AL command prints at the end and the files written; a missing workdir or malformed
-rows exit 1 with one line. The library is `vl4pose_jax.report`; `read_rows`, `write_report`,
+summary the AL command prints at the end and the files written; a missing workdir, malformed
+rows or an `--out` that is a file exit 1 with one line (an unreadable last line, cut by a kill
+while writing, is skipped with a warning). The library is `vl4pose_jax.report`; `read_rows`, `write_report`,
 `write_summary` and `round_plotter` (the AL command's per-round plots) are importable from here
 too.
 """
 from __future__ import annotations
 
+import pathlib
 import sys
 
 from absl import app, flags
@@ -35,9 +37,15 @@ def main(argv):
     if not workdirs:
         raise app.UsageError(
             "usage: python -m experiments.report WORKDIR[:METHOD,...] [WORKDIR...]")
+    out = pathlib.Path(FLAGS.out or workdirs[0])
+    blocked = next((p for p in (out, *out.parents) if p.exists() and not p.is_dir()), None)
+    if blocked is not None:
+        print(f"error: --out={out}: {blocked} is a file, not a folder; choose a folder",
+              file=sys.stderr)
+        sys.exit(1)
     try:
-        print(write_summary(workdirs, FLAGS.out or workdirs[0]))
-    except (FileNotFoundError, ValueError) as err:
+        print(write_summary(workdirs, out))
+    except (OSError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)
 

@@ -188,6 +188,7 @@ def loop(tmp_path_factory):
                              rounds=0, epochs=1, preset="micro", batch_size=8,
                              data_dir=str(data_dir), progress=False, checkpoint_every=0)
     rows = simulate.run(config, base / "w1", log=lambda *a: None)
+    wd.record_data(base / "w1", config)   # as experiments.al does
     assert rows[0]["num_labelled"] == 13
     return dict(base=base, manual=manual, data_dir=data_dir, new=new, w1=base / "w1",
                 config=config, shared=shared)
@@ -600,3 +601,116 @@ def test_deeply_nested_json_is_refused_in_one_line(tmp_path):
         coco.read_coco(path)
     with pytest.raises(coco.CocoError, match="nests more than"):
         coco.read_coco_boxes(path)
+
+
+# ----------------------------------------------------------- score never deletes (issue 28)
+
+def test_score_checks_every_flag_before_the_model_loads(loop, tmp_path):
+    """A workdir with its config but no checkpoint: each bad flag is reported (not the
+    missing checkpoint), so it was checked before loading; good flags reach the load."""
+    from experiments import score
+    from vl4pose_jax import protocol, rank
+    w = tmp_path / "w"
+    w.mkdir()
+    for name in ("config.json", "data.json"):
+        shutil.copy(loop["w1"] / name, w / name)
+    kw = dict(top_k=2, progress=False, log=lambda *a: None)
+    for bad, match in [(dict(batch_size=0), "--batch_size=0"), (dict(workers=-2), "--workers=-2"),
+                       (dict(method="bogus"), "--method=bogus: unknown"),
+                       (dict(method="learning_loss"), "auxiliary head"),
+                       (dict(seed=5), "--seed=5"), (dict(top_k=0), "--top_k=0")]:
+        with pytest.raises((rank.InputError, protocol.SimulationError), match=match):
+            score.run(w, loop["new"], tmp_path / "o", **{**kw, **bad})
+    with pytest.raises(protocol.SimulationError, match="no finished round"):
+        score.run(w, loop["new"], tmp_path / "o", **kw)
+    assert not (tmp_path / "o").exists()
+
+
+def test_score_overwrites_only_its_own_output(loop, tmp_path):
+    from experiments import score
+    from vl4pose_jax import export, protocol
+    kw = dict(top_k=2, progress=False, log=lambda *a: None, overwrite=True)
+    new = tmp_path / "new"
+    shutil.copytree(loop["new"], new)
+    before = sorted(p.name for p in new.iterdir())
+    manual_files = sorted(p.name for p in loop["manual"].iterdir())
+    (tmp_path / "file").write_text("x")
+    for out, match in [(new, "overlap"), (new / "out", "overlap"), (tmp_path, "overlap"),
+                       (loop["manual"], "not written by experiments.score.*dataset folder"),
+                       (loop["w1"], "not written by experiments.score.*workdir"),
+                       (tmp_path / "file", "is a file"), (tmp_path / "file" / "o", "which is a file")]:
+        with pytest.raises(export.OutputError, match=match):
+            score.run(loop["w1"], new, out, **kw)
+    assert sorted(p.name for p in new.iterdir()) == before
+    assert sorted(p.name for p in loop["manual"].iterdir()) == manual_files
+    # The run's own data directory is read from the workdir (no data_dir given).
+    out = tmp_path / "o"
+    score.run(loop["w1"], new, out, **kw)
+    assert (out / score.MARKER).is_file() and (out / "ranking.csv").is_file()
+    leftover = tmp_path / ".o.partial-killed"
+    leftover.mkdir()
+    said = []
+    score.run(loop["w1"], new, out, **{**kw, "log": said.append})   # replaces its own output
+    assert not leftover.exists() and "killed runs" in said[0]
+    with pytest.raises(protocol.SimulationError, match="not the dataset"):
+        score.run(loop["w1"], new, tmp_path / "o2", data_dir=tmp_path / "elsewhere", **kw)
+
+
+def test_score_command_line_ctrl_c_and_bad_flags(loop, tmp_path):
+    """The real command: a bad flag is one line at once; Ctrl-C during the run exits 130
+    with nothing written and no traceback."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    root = pathlib.Path(__file__).resolve().parents[1]
+    cmd = [sys.executable, "-m", "experiments.score", f"--workdir={loop['w1']}",
+           f"--images={loop['new']}", "--top_k=2", f"--out={tmp_path / 'o'}", "--noprogress"]
+    proc = subprocess.run(cmd + ["--workers=-2"], capture_output=True, text=True, cwd=root,
+                          timeout=120)
+    assert proc.returncode == 1 and proc.stderr.startswith("error: --workers=-2")
+    assert "Traceback" not in proc.stderr
+    holder = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                              text=True, cwd=root)
+    lock = tmp_path / ".score-o.lock"
+    end = time.monotonic() + 120
+    while not (lock.is_file() and lock.read_text().strip()) and holder.poll() is None:
+        assert time.monotonic() < end
+        time.sleep(0.05)
+    holder.send_signal(signal.SIGINT)
+    _, err = holder.communicate(timeout=120)
+    assert holder.returncode == 130, err[-2000:]
+    assert "interrupted: nothing was written" in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists() and not list(tmp_path.glob(".o.partial-*"))
+
+
+def test_diagnose_names_missing_seeds_and_gone_rounds(loop, tmp_path):
+    """The run says it has seeds 0 and 1 (seed 1 never trained) and results.jsonl lists a
+    round 1 whose checkpoint is gone: seed 0 is diagnosed (round 0, its row's num_labelled,
+    a note), seed 1 is named; a method without a score is refused before any work."""
+    import subprocess
+    import sys
+    w = tmp_path / "w"
+    shutil.copytree(loop["w1"], w, ignore=shutil.ignore_patterns("compilation_cache"))
+    config = json.loads((w / "config.json").read_text())
+    (w / "config.json").write_text(json.dumps(dict(config, trials=2)))
+    rows = [json.loads(line) for line in (w / "results.jsonl").read_text().splitlines()]
+    rows.append(dict(rows[0], round=1, num_labelled=rows[0]["num_labelled"] + 5))
+    (w / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    root = pathlib.Path(__file__).resolve().parents[1]
+    cmd = [sys.executable, "-m", "experiments.diagnose", str(w), f"--out={tmp_path / 'd'}",
+           f"--data_dir={loop['data_dir']}"]
+    proc = subprocess.run(cmd + ["--method=random"], capture_output=True, text=True, cwd=root,
+                          timeout=120)
+    assert proc.returncode == 1 and "--method=random" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+    from experiments import diagnose
+    said = []
+    diagnose.run(w, "vl4pose", tmp_path / "d", data_dir=loop["data_dir"], log=said.append)
+    assert any(m.startswith("warning: seed 1 cannot be diagnosed") for m in said)
+    out = json.loads((tmp_path / "d" / "diagnosis.json").read_text())
+    (seed0,) = out["seeds"]
+    assert seed0["seed"] == 0 and seed0["round"] == 0
+    assert seed0["num_labelled"] == rows[0]["num_labelled"]
+    assert "rounds up to 1" in seed0["note"]
+    assert [m["seed"] for m in out["seeds_missing"]] == [1]

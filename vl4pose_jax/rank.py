@@ -166,12 +166,14 @@ class _Reader:
 def iter_frames(path):
     """(frame number, PIL RGB image) for every frame of a video (PyAV)."""
     import av  # pylint: disable=import-outside-toplevel
+    n = -1
     try:
         with av.open(str(path)) as container:
             for n, frame in enumerate(container.decode(video=0)):
                 yield n, frame.to_image().convert("RGB")
     except av.error.FFmpegError as err:
-        raise InputError(f"{path}: video decoding failed ({err})") from None
+        raise InputError(f"{path}: video decoding failed at frame {n + 1} (counting from 0; "
+                         f"frames 0..{n} decoded): {err}") from None
 
 
 def _whole_image_crop(width, height):
@@ -200,6 +202,23 @@ def _prepare(args):
     out = transforms.human_transform(example, None, train=False, image_size=image_size,
                                      skeleton=skeleton)
     return out, (width, height), crop
+
+
+def check_method(method: str, run_method: str):
+    """The acquisition method `method` if it can score new images with a run trained by
+    `run_method` (known, human pose, its auxiliary head the run's), else InputError naming
+    the choices; needs no model, so a command checks it before loading one."""
+    if method not in acquisition.names():
+        raise InputError(f"--method={method}: unknown; known: {', '.join(acquisition.names())}")
+    m = acquisition.get(method)
+    if "heatmap" not in m.tasks:
+        raise InputError(f"--method={method} does not score human poses (heatmaps)")
+    head, run_head = m.aux_head("heatmap"), acquisition.get(run_method).aux_head("heatmap")
+    if head is not None and head != run_head:
+        raise InputError(f"method {method!r} needs the auxiliary head {head!r}, but the run "
+                         f"in the workdir trained {run_method!r} ({run_head!r}); score with "
+                         f"--method={run_method} or train a {method} run")
+    return m
 
 
 @dataclasses.dataclass
@@ -236,7 +255,7 @@ def score(trained, inputs: Inputs, *, top_k: int, method: str | None = None,
         raise InputError(f"--top_k={top_k} but the input has {len(inputs.names)} "
                          f"{'frames' if inputs.kind == 'video' else 'images'}: choose 1.."
                          f"{len(inputs.names)}")
-    m = acquisition.get(method)
+    m = check_method(method, trained.method)
     head = m.aux_head("heatmap")
     if head is not None and (trained.nets.aux is None or trained.nets.aux.head != head):
         raise InputError(f"method {method!r} needs the auxiliary head {head!r}, but the run "

@@ -1,6 +1,8 @@
 """The one owner of a workdir's layout and files:
 
     WORKDIR/config.json                      the run's `Config.identity()` (checked on resume)
+    WORKDIR/data.json                        where its data was (`record_data`): dataset, data
+                                             directory, preset, skeleton (not part of identity)
     WORKDIR/results.jsonl                    one row per finished round (primary process)
     WORKDIR/.run.lock                        the run lock (`lock`, held by the primary)
     WORKDIR/checkpoints/<method>/seed_<s>/rounds     end of every round: state + meta
@@ -43,6 +45,7 @@ from vl4pose_jax.train import TrainState
 
 CONFIG_FILE = "config.json"
 RESULT_FILE = "results.jsonl"
+DATA_FILE = "data.json"
 MID = 10**7   # mid-training checkpoint step = round * MID + steps done in the round
 
 
@@ -279,6 +282,39 @@ def load_config(workdir) -> Config:
         return Config(**fields)
     except (ValueError, KeyError, TypeError) as err:
         raise SimulationError(f"{path} is not a readable run configuration ({err}).") from None
+
+
+def record_data(workdir, config: Config) -> None:
+    """Write `WORKDIR/data.json`: the dataset, its data directory (absolute; `config.json`
+    leaves it out, as a dataset may move between resumes), the preset and the skeleton
+    (joint names and tree links), so that a scorer or a fine-tuning run (`--init_from`) finds
+    the data without flags (`recorded_data`). Rewritten at every launch; primary only."""
+    if not parallel.is_primary():
+        return
+    data_dir = os.path.abspath(os.path.expanduser(config.data_dir or data.default_data_dir()))
+    record = {"dataset": config.dataset, "data_dir": data_dir, "preset": config.preset,
+              "skeleton": skeleton_record(config.dataset, data_dir)}
+    atomic_write(pathlib.Path(workdir) / DATA_FILE, json.dumps(record, indent=2))
+
+
+def skeleton_record(dataset: str, data_dir) -> dict | None:
+    """{'names', 'links'} of `dataset`'s skeleton as prepared in `data_dir` (None: a COCO
+    dataset not prepared there), as `record_data` writes it."""
+    skeleton = data.spec(dataset, data_dir=data_dir).skeleton
+    if skeleton is None:
+        return None
+    return {"names": list(skeleton.names), "links": [list(t) for t in skeleton.links]}
+
+
+def recorded_data(workdir) -> dict | None:
+    """`WORKDIR/data.json` (`record_data`) as a dict, or None (a workdir from before it, or not
+    written by `experiments.al`)."""
+    path = pathlib.Path(workdir) / DATA_FILE
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
 
 
 def atomic_write(path: pathlib.Path, text: str):

@@ -4,7 +4,8 @@ the rows of methods m1 and m2 (e.g. a baseline trained in another workdir); two 
 the same (method, seed) are refused, since their rows would silently mix. `read_workdirs` also
 says which workdir each run came from, so that a report can tell when a method is compared with
 a baseline of another workdir (possibly another network). A resumed run rewrites its rows, so
-`latest_rows` keeps the last row read per (method, seed, round). The headline metric is the
+`latest_rows` keeps the last row read per (method, seed, round). An unreadable last line (a write
+cut by a kill) is skipped with a warning; any other unreadable line is an error naming it. The headline metric is the
 first metric of a row; `number` turns a row value into a finite float or None.
 """
 from __future__ import annotations
@@ -13,6 +14,7 @@ import collections
 import json
 import math
 import pathlib
+import sys
 
 
 def parse_workdir(spec) -> tuple[pathlib.Path, set | None]:
@@ -24,22 +26,41 @@ def parse_workdir(spec) -> tuple[pathlib.Path, set | None]:
     return pathlib.Path(path), {n for n in names.split(",") if n}
 
 
-def read_workdirs(workdirs) -> tuple[list[dict], dict]:
+def _stderr(message: str):
+    print(message, file=sys.stderr)
+
+
+def read_workdirs(workdirs, warn=_stderr) -> tuple[list[dict], dict]:
     """The rows of every workdir ('WORKDIR[:method,...]', see `parse_workdir`) and where each
     run was read from: (rows, {(method, seed): workdir path}). Two workdirs holding the same
-    (method, seed) are refused: their rows would silently mix."""
+    (method, seed) are refused: their rows would silently mix; so is a line that is not a JSON
+    object, except an unreadable last line without its newline (a write cut by a kill),
+    skipped with a `warn`."""
     rows, owner = [], {}
     for spec in workdirs:
         w, methods = parse_workdir(spec)
         path = w / "results.jsonl"
         if not path.exists():
             raise FileNotFoundError(f"no results.jsonl in {w}")
-        for i, line in enumerate(path.read_text().splitlines(), 1):
+        text = path.read_text()
+        lines = text.splitlines()
+        # A row is written whole with its newline: a last line without one was cut by a kill.
+        last = len(lines) if text and not text.endswith("\n") else 0
+        for i, line in enumerate(lines, 1):
             if line.strip():
                 try:
                     row = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise ValueError(f"{path}:{i}: not a JSON row ({err.msg})") from None
+                except (json.JSONDecodeError, RecursionError) as err:
+                    if i == last:   # what a kill in the middle of writing leaves
+                        warn(f"warning: {path}:{i}: the last line is not a whole JSON row "
+                             f"({getattr(err, 'msg', err)}), e.g. cut by a kill while "
+                             "writing: skipped")
+                        continue
+                    raise ValueError(f"{path}:{i}: not a JSON row "
+                                     f"({getattr(err, 'msg', err)})") from None
+                if not isinstance(row, dict):
+                    raise ValueError(f"{path}:{i}: a JSON {type(row).__name__}, not a row "
+                                     "(an object with method, seed, round, metrics)")
                 if methods is not None and row.get("method") not in methods:
                     continue
                 key = (row.get("method"), row.get("seed"))
@@ -51,9 +72,9 @@ def read_workdirs(workdirs) -> tuple[list[dict], dict]:
     return rows, owner
 
 
-def read_rows(workdirs) -> list[dict]:
+def read_rows(workdirs, warn=_stderr) -> list[dict]:
     """The rows of `read_workdirs`."""
-    return read_workdirs(workdirs)[0]
+    return read_workdirs(workdirs, warn)[0]
 
 
 def read_results(workdirs) -> tuple[list[dict], dict]:
