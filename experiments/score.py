@@ -186,7 +186,7 @@ def _load_trained(workdir, *, seed, data_dir, tries: int = 5):
 
 def run(workdir, images, out, *, top_k, method=None, boxes=None, stride=1, seed=None,
         batch_size=32, workers=None, data_dir=None, skip_corrupt=False, overwrite=False,
-        image_url_prefix=None, progress=True, log=print):
+        image_url_prefix=None, label_studio_root=None, progress=True, log=print):
     """The whole command as a library call; returns (out folder, `rank.Scored`). Every flag is
     checked before the model loads; `out` is replaced only when it holds an earlier output
     of this command; the run holds a lock beside `out` and first removes what killed runs
@@ -203,6 +203,9 @@ def run(workdir, images, out, *, top_k, method=None, boxes=None, stride=1, seed=
                               f"{'frames' if inputs.kind == 'video' else 'images'}"
                               f"{f' (stride {stride})' if inputs.kind == 'video' else ''}: "
                               f"choose 1..{len(inputs.names)}")
+    if label_studio_root is not None:  # the images must be below Label Studio's document root
+        export.local_files_prefix(out.resolve() / "frames" if inputs.kind == "video" else images,
+                                  label_studio_root)
     try:
         lock = locking.FolderLock(out.parent, f"score-{out.name}").acquire()
     except locking.LockedError as err:
@@ -224,7 +227,8 @@ def run(workdir, images, out, *, top_k, method=None, boxes=None, stride=1, seed=
                 "method": scored.method, "round": trained.meta.get("round")}
         check_out(out, images, overwrite)   # again: it may have changed while scoring
         export.write(scored, out, top_k=top_k, category=category, overwrite=overwrite,
-                     image_url_prefix=image_url_prefix or export.LOCAL_FILES_PREFIX, info=info)
+                     image_url_prefix=image_url_prefix, label_studio_root=label_studio_root,
+                     info=info)
         (out / MARKER).write_text(json.dumps(
             {"written_by": "experiments.score", "workdir": str(workdir),
              "method": scored.method, "inputs": str(images)}, indent=1))
@@ -252,7 +256,8 @@ def main(argv):
             boxes=FLAGS.boxes, stride=FLAGS.stride, seed=FLAGS.seed,
             batch_size=FLAGS.batch_size, workers=FLAGS.workers, data_dir=FLAGS.data_dir,
             skip_corrupt=FLAGS.skip_corrupt, overwrite=FLAGS.overwrite,
-            image_url_prefix=FLAGS.image_url_prefix, progress=FLAGS.progress)
+            image_url_prefix=FLAGS.image_url_prefix, label_studio_root=FLAGS.label_studio_root,
+            progress=FLAGS.progress)
     except (protocol.SimulationError, rank.InputError, export.OutputError, coco.CocoError,
             builders.CorruptImageError, KeyError) as err:
         extra = (" (rerun with --skip_corrupt to skip such files and list them in skipped.txt)"
