@@ -301,3 +301,43 @@ def test_build_removes_a_killed_builds_leftover(tmp_path):
     assert not leftover.exists()
     built = tmp_path / "synthetic_human" / "tiny" / str(synthetic_builders.SyntheticHuman.VERSION)
     assert built.is_dir()
+
+
+# ------------------------------------------------- --init_from remembers the data (issue 29)
+
+def _source_workdir(data_dir, path):
+    """A workdir as experiments.al leaves it before training: config.json and data.json."""
+    c = config(data_dir, methods=("vl4pose",), preset="micro")
+    wd.check_config(c, path)
+    wd.record_data(path, c)
+    return c
+
+
+def test_init_from_reads_dataset_data_dir_and_preset_from_the_source(data_dir, tmp_path):
+    source = _source_workdir(data_dir, tmp_path / "w0")
+    flags = al.FLAGS
+    try:
+        flags.unparse_flags()
+        flags(["al", f"--init_from={tmp_path / 'w0'}"])
+        c = al.config_from_flags(al.init_from_settings(tmp_path / "w0"))
+        assert (c.dataset, c.methods, c.preset) == (source.dataset, ("vl4pose",), "micro")
+        assert c.data_dir == str(pathlib.Path(data_dir).resolve())
+        flags.unparse_flags()
+        flags(["al", f"--init_from={tmp_path / 'w0'}", "--preset=tiny"])
+        with pytest.raises(protocol.SimulationError, match="--preset=tiny .its network is 'micro'"):
+            al.init_from_settings(tmp_path / "w0")
+        flags.unparse_flags()
+        flags(["al", f"--init_from={tmp_path / 'w0'}", f"--data_dir={tmp_path / 'moved'}"])
+        c = al.config_from_flags(al.init_from_settings(tmp_path / "w0"))   # flags override
+        assert c.data_dir == str(tmp_path / "moved") and c.dataset == source.dataset
+    finally:
+        flags.unparse_flags()
+
+
+def test_init_from_with_a_contradicting_flag_is_one_paragraph(data_dir, tmp_path):
+    _source_workdir(data_dir, tmp_path / "w0")
+    proc = run_cli([sys.executable, "-m", "experiments.al", f"--init_from={tmp_path / 'w0'}",
+                    "--dataset=lsp", f"--workdir={tmp_path / 'w1'}"], timeout=120)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "--dataset=lsp (it trained on synthetic_human)" in proc.stderr
+    assert "data.json" in proc.stderr and not (tmp_path / "w1").exists()
