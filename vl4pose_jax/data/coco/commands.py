@@ -263,10 +263,12 @@ def _report_line(report: dict, name: str) -> str:
 
 def _build_and_switch(manual: pathlib.Path, meta: dict, *, data_dir, skip_corrupt: bool,
                       name: str, log_fn, what: str, created_images=(), new_train=None,
-                      rebuild: bool = True):
+                      rebuild: bool = True, journal_in_manual: bool = True):
     """The transaction: stage the new train.json (`new_train`, a dict) and the new dataset
     beside the old ones, then switch (module doc). `created_images`: images copied by the
-    caller under the journal (rolled back with it). Returns the staged builder (or None)."""
+    caller under the journal (rolled back with it). Without `journal_in_manual` (a read-only
+    DIR: only the dataset changes) no journal is kept: a kill leaves at worst no dataset, which
+    the next prepare builds. Returns the staged builder (or None)."""
     data_dir = pathlib.Path(data_dir or base.default_data_dir())
     staging_data = _staging_data(data_dir, name)
     version = str(builders.get_builder(name, data_dir=data_dir).version)
@@ -276,7 +278,8 @@ def _build_and_switch(manual: pathlib.Path, meta: dict, *, data_dir, skip_corrup
                    stamp=time.strftime("%Y%m%d-%H%M%S"),
                    started=datetime.datetime.now(datetime.timezone.utc).isoformat(
                        timespec="seconds"))
-    _write_journal(manual, journal)
+    write = _write_journal if journal_in_manual else (lambda *a: None)
+    write(manual, journal)
     staged_files = manual
     if new_train is not None:
         staged_files = manual / STAGING
@@ -296,13 +299,15 @@ def _build_and_switch(manual: pathlib.Path, meta: dict, *, data_dir, skip_corrup
                                     name=name)
         except BaseException:
             _roll_back(manual, journal)
-            (manual / JOURNAL).unlink()
+            if journal_in_manual:
+                (manual / JOURNAL).unlink()
             raise
     _stop_at("staged")
     journal["state"] = "switching"
-    _write_journal(manual, journal)
+    write(manual, journal)
     _switch(manual, journal)
-    (manual / JOURNAL).unlink()
+    if journal_in_manual:
+        (manual / JOURNAL).unlink()
     if builder is not None:
         spec(name, data_dir)  # this process now means this dataset by `name`
         builder = builders.get_builder(name, data_dir=data_dir)
@@ -344,11 +349,9 @@ def prepare(manual_dir, *, data_dir=None, root=None, links=None, category=None,
             return builder
         log_fn(f"{name}: {len(meta['names'])} joints; tree: {meta['tree']}; flip pairs: "
                f"{meta['flips_named']}")
-        if lock is None:
-            raise CocoError(f"{manual} cannot be written: building {name} needs its lock "
-                            f"({manual / ('.' + LOCK + '.lock')}); make the folder writable.")
         builder = _build_and_switch(manual, meta, data_dir=data_dir, skip_corrupt=skip_corrupt,
-                                    name=name, log_fn=log_fn, what="rebuild")
+                                    name=name, log_fn=log_fn, what="rebuild",
+                                    journal_in_manual=lock is not None)
     log_fn(f"{name}: {builders.validation_summary(_read_report(builder))}")
     return builder
 
