@@ -714,3 +714,23 @@ def test_diagnose_names_missing_seeds_and_gone_rounds(loop, tmp_path):
     assert seed0["num_labelled"] == rows[0]["num_labelled"]
     assert "rounds up to 1" in seed0["note"]
     assert [m["seed"] for m in out["seeds_missing"]] == [1]
+
+
+def test_a_very_large_image_is_reduced_once_with_the_same_crop():
+    """Above rank.LARGE_PIXELS an input is reduced by a whole factor before cropping: the
+    crop stays in original pixels and the network sees (nearly) the same picture."""
+    import io
+    from PIL import Image
+    from vl4pose_jax import rank, skeletons
+    side = 4200                                   # 17.6 MP > 16.8 MP: reduced by 2
+    tiles = np.random.default_rng(0).integers(0, 255, (14, 14, 3), np.uint8)
+    big = Image.fromarray(tiles).resize((side, side), Image.NEAREST)   # 300 px squares
+    buf = io.BytesIO()
+    big.save(buf, format="PNG", compress_level=1)
+    args = (buf.getvalue(), None, 0, skeletons.lsp14, 64, "big.png")
+    out, size, crop = rank._prepare(args)
+    assert size == (side, side) and crop.tolist() == [(side - 1) / 2, (side - 1) / 2, side]
+    small = io.BytesIO()
+    big.resize((side // 2, side // 2), Image.BOX).save(small, format="PNG")
+    ref, _, _ = rank._prepare((small.getvalue(), None, 0, skeletons.lsp14, 64, "small.png"))
+    assert np.abs(out["image"] - ref["image"]).mean() < 0.02

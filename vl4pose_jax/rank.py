@@ -180,14 +180,27 @@ def _whole_image_crop(width, height):
     return np.array([(width - 1) / 2.0, (height - 1) / 2.0, float(max(width, height))])
 
 
+LARGE_PIXELS = 4096 * 4096   # larger inputs are reduced once, by a whole factor, after checking
+
+
 def _prepare(args):
-    """(example for human_transform, (width, height), crop (3,)) or an exception."""
+    """(example for human_transform, (width, height), crop (3,) in original pixels) or an
+    exception. An image above `LARGE_PIXELS` is decoded once and reduced by a whole factor r
+    (pixel p' covers original pixels [r p', r p' + r)) before cropping, so a 12,000 x 12,000
+    PNG costs one decoded copy, not several; the crop is mapped into the reduced image."""
     data_bytes, box, index, skeleton, image_size, name = args
     from PIL import Image  # pylint: disable=import-outside-toplevel
+    reduce = 1
     try:
         with Image.open(io.BytesIO(data_bytes)) as im:
             width, height = im.size
             im.load()  # a truncated or corrupt file fails here, not in the crop
+            if width * height > LARGE_PIXELS:
+                reduce = int(np.ceil(np.sqrt(width * height / LARGE_PIXELS)))
+                rgb = im if im.mode == "RGB" else im.convert("RGB")
+                buf = io.BytesIO()
+                rgb.reduce(reduce).save(buf, format="BMP")
+                data_bytes = buf.getvalue()
     except Exception as err:  # pylint: disable=broad-except
         return builders.CorruptImageError(f"corrupt or unreadable image {name}: {err}")
     if box is None:
@@ -195,10 +208,12 @@ def _prepare(args):
     else:
         center, side = transforms.example_crop({"box": box}, transforms.EVAL_CROP_SCALE)
         crop = np.array([center[0], center[1], side])
+    seen = np.array([(crop[0] - (reduce - 1) / 2) / reduce, (crop[1] - (reduce - 1) / 2) / reduce,
+                     crop[2] / reduce])
     j = skeleton.num_joints
     example = {"image": data_bytes, "joints": np.zeros((j, 2), np.float32),
                "visibility": np.full((j,), -1, np.int8), "normalizer": np.float32(np.nan),
-               "crop": crop, "id": name, "index": index}
+               "crop": seen, "id": name, "index": index}
     out = transforms.human_transform(example, None, train=False, image_size=image_size,
                                      skeleton=skeleton)
     return out, (width, height), crop
