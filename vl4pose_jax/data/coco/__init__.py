@@ -3,7 +3,7 @@ r"""COCO-keypoints datasets: your own labelled images as a TFDS dataset, and lab
     python -m vl4pose_jax.data.prepare --dataset=coco_keypoints --manual_dir=DIR \
         [--root=JOINT] [--links=a-b,b-c,...] [--data_dir=...]
     python -m vl4pose_jax.data.coco merge --manual_dir=DIR --annotations=ANNOTATED.json \
-        --images=FOLDER [--data_dir=...]
+        --images=FOLDER [--data_dir=...] [--skip_corrupt]
 
 `DIR` holds `images/` and COCO keypoints files `train.json` (the labelled set), `test.json`
 (a labelled test set that measures progress) and optionally `pool.json` (labelled, for
@@ -32,7 +32,18 @@ Decisions:
     The PCK normaliser is 0.5 x the box's longer side (pck@0.2 = 10 % of the person's size).
   * Ids: `<file_name>#<k>`, k = the person's position among its image's annotations sorted by
     annotation id. Merging appends new images with new image and annotation ids (max + 1), and
-    never touches an image already labelled, so every id of the dataset stays stable.
+    never touches an image already labelled, so every id of the dataset stays stable. An exact
+    copy of an annotation (same image, keypoints and bbox) is skipped and counted, as are
+    annotations of other categories, crowd ones and ones with no labelled keypoint.
+  * Absurd input: a labelled joint with NaN/Inf coordinates or more than one image size
+    outside the image is masked (absent) when building, and a bbox wider or taller than two
+    image sizes or wholly far outside the image is replaced by the box of the valid joints;
+    boxes and PCK normalisers come from valid joints only. Prepare prints the counts (also in
+    `build_report.json`). Merge refuses NaN/Inf joints; every JSON file is written strict.
+  * Merge and prepare are transactions on DIR (lock `DIR/.dataset.lock`, journal
+    `DIR/.merge-journal.json`; see `commands`): a second one is refused naming the holder,
+    everything is checked before anything is written, and a run after a kill rolls the killed
+    one back or finishes it, so train.json and the built dataset always agree.
   * Validation (for checkpoint selection and the learning-rate schedule): the train.json images
     whose file name hashes (sha1) below 10 %, all their people, taken out of `train`; never
     from test.json, nor from pool.json (it stands for unlabelled data in simulations). The

@@ -490,7 +490,11 @@ def _merge_locked(manual, annotations, *, images, data_dir, rebuild, skip_corrup
             prepare(manual, data_dir=data_dir, skip_corrupt=skip_corrupt, name=name,
                     log_fn=log_fn)
         return result
-    meta = plan_meta(manual, old=read_meta(data_dir, name), name=name) if rebuild else None
+    old_meta = read_meta(data_dir, name)
+    if rebuild and old_meta is None:
+        log_fn(f"no {name} dataset in {data_dir or base.default_data_dir()} yet: building one "
+               "there (pass --data_dir if the dataset lives elsewhere)")
+    meta = plan_meta(manual, old=old_meta, name=name) if rebuild else None
     try:
         dump_json(raw)
     except ValueError as err:   # NaN/Inf elsewhere in train.json (written by another tool)
