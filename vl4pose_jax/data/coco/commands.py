@@ -272,10 +272,14 @@ def _build_and_switch(manual: pathlib.Path, meta: dict, *, data_dir, skip_corrup
     data_dir = pathlib.Path(data_dir or base.default_data_dir())
     staging_data = _staging_data(data_dir, name)
     version = str(builders.get_builder(name, data_dir=data_dir).version)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for k in range(1, 1000):   # two merges in one second keep two backups
+        if not (manual / f"train.{stamp}.json").exists():
+            break
+        stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{k}"
     journal = dict(what=what, state="staging", name=name, version=version,
                    data_dir=str(data_dir.resolve()), staging_data=str(staging_data.resolve()),
-                   created_images=list(created_images), rebuild=rebuild,
-                   stamp=time.strftime("%Y%m%d-%H%M%S"),
+                   created_images=list(created_images), rebuild=rebuild, stamp=stamp,
                    started=datetime.datetime.now(datetime.timezone.utc).isoformat(
                        timespec="seconds"))
     write = _write_journal if journal_in_manual else (lambda *a: None)
