@@ -666,10 +666,16 @@ def test_score_command_line_ctrl_c_and_bad_flags(loop, tmp_path):
     root = pathlib.Path(__file__).resolve().parents[1]
     cmd = [sys.executable, "-m", "experiments.score", f"--workdir={loop['w1']}",
            f"--images={loop['new']}", "--top_k=2", f"--out={tmp_path / 'o'}", "--noprogress"]
-    proc = subprocess.run(cmd + ["--workers=-2"], capture_output=True, text=True, cwd=root,
-                          timeout=120)
-    assert proc.returncode == 1 and proc.stderr.startswith("error: --workers=-2")
-    assert "Traceback" not in proc.stderr
+    for extra, said in [(["--workers=-2"], "error: --workers=-2"),
+                        (["--method=bogus"], "error: --method=bogus: unknown"),
+                        ([f"--out={loop['manual']}", "--overwrite"], "error: --overwrite: "
+                         f"{loop['manual']} was not written by experiments.score")]:
+        t0 = time.monotonic()
+        proc = subprocess.run(cmd + extra, capture_output=True, text=True, cwd=root,
+                              timeout=120)
+        assert proc.returncode == 1 and proc.stderr.startswith(said), proc.stderr
+        assert "Traceback" not in proc.stderr and time.monotonic() - t0 < 60
+    assert (loop["manual"] / "train.json").is_file()
     holder = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
                               text=True, cwd=root)
     lock = tmp_path / ".score-o.lock"
