@@ -740,3 +740,25 @@ def test_a_very_large_image_is_reduced_once_with_the_same_crop():
     big.resize((side // 2, side // 2), Image.BOX).save(small, format="PNG")
     ref, _, _ = rank._prepare((small.getvalue(), None, 0, skeletons.lsp14, 64, "small.png"))
     assert np.abs(out["image"] - ref["image"]).mean() < 0.02
+
+
+def test_an_undecodable_video_frame_is_named(tmp_path):
+    av = pytest.importorskip("av")
+    from PIL import Image
+    from vl4pose_jax import rank
+    video = tmp_path / "clip.mp4"
+    with av.open(str(video), "w") as container:
+        stream = container.add_stream("mpeg4", rate=5)
+        stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
+        for i in range(8):
+            pixels = np.random.default_rng(i).integers(0, 255, (64, 64, 3), np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_image(Image.fromarray(pixels))):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    data = bytearray(video.read_bytes())
+    for k in range(len(data) // 3, 2 * len(data) // 3):   # garbage in the middle frames
+        data[k] = (data[k] * 7 + 13) % 256
+    video.write_bytes(bytes(data))
+    with pytest.raises(rank.InputError, match=r"clip\.mp4: video decoding failed at frame \d+"):
+        list(rank.iter_frames(video))
