@@ -261,3 +261,20 @@ def test_an_old_truncated_copy_is_replaced(tmp_path):
         commands.merge(manual, b, images=b.parent / "new_b", data_dir=data_dir,
                        log_fn=lambda *x: None)
     assert_agree(manual, data_dir)
+
+
+def test_prepare_is_refused_while_a_merge_holds_the_folder(tmp_path):
+    manual, data_dir = make_dataset(tmp_path, n_train=2, n_test=1)
+    a = annotated(tmp_path, "a", 1, 50)
+    holder = start_and_stop_at(merge_cmd(manual, data_dir, a), "staged")
+    try:
+        proc = run([sys.executable, "-m", "vl4pose_jax.data.prepare", "--dataset=coco_keypoints",
+                    f"--manual_dir={manual}", f"--data_dir={data_dir}", "--overwrite"])
+        assert proc.returncode == 1 and f"is in use by process {holder.pid}" in proc.stderr
+        assert "Traceback" not in proc.stderr
+    finally:
+        kill(holder)
+    proc = run([sys.executable, "-m", "vl4pose_jax.data.prepare", "--dataset=coco_keypoints",
+                f"--manual_dir={manual}", f"--data_dir={data_dir}", "--overwrite"])
+    assert proc.returncode == 0 and "rolled back the merge of" in proc.stdout, proc.stderr
+    assert_agree(manual, data_dir)
