@@ -19,6 +19,8 @@ unusual, computed in the same pass as the keypoints). An input's score is its hi
 score; inputs are ranked by the method's selection order for the first `top_k` crops, then by
 score (highest first), so a geometric method (Core-Set) keeps its greedy order. Predicted
 keypoints are mapped from heatmap cells back to the original image's pixels through the crop.
+Images are taken upright (EXIF orientation applied, `formats.upright`): sizes, boxes and
+keypoints are those of the picture as viewers and annotation tools show it.
 """
 from __future__ import annotations
 
@@ -37,7 +39,7 @@ from tqdm import tqdm
 from vl4pose_jax import acquisition, data
 from vl4pose_jax import heatmaps as hm
 from vl4pose_jax.protocol import HUMAN_PRESETS
-from vl4pose_jax.data import builders, coco, transforms
+from vl4pose_jax.data import builders, coco, formats, transforms
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
@@ -193,11 +195,12 @@ def _prepare(args):
     reduce = 1
     try:
         with Image.open(io.BytesIO(data_bytes)) as im:
-            width, height = im.size
+            width, height = formats.oriented_size(im)   # as shown upright (EXIF)
             im.load()  # a truncated or corrupt file fails here, not in the crop
             if width * height > LARGE_PIXELS:
                 reduce = int(np.ceil(np.sqrt(width * height / LARGE_PIXELS)))
-                rgb = im if im.mode == "RGB" else im.convert("RGB")
+                rgb = formats.upright(im)
+                rgb = rgb if rgb.mode == "RGB" else rgb.convert("RGB")
                 buf = io.BytesIO()
                 rgb.reduce(reduce).save(buf, format="BMP")
                 data_bytes = buf.getvalue()
@@ -399,7 +402,7 @@ def iter_images(inputs: Inputs, positions: Sequence[int]):
     if inputs.kind == "images":
         for p in wanted:
             with Image.open(inputs.root / inputs.names[p]) as im:
-                yield p, im.convert("RGB")
+                yield p, formats.upright(im).convert("RGB")
         return
     frame_to_pos = {inputs.frames[p]: p for p in wanted}
     last = max(frame_to_pos)

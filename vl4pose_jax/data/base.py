@@ -159,7 +159,7 @@ def _check_decodes(path: pathlib.Path, data: bytes):
     try:
         with Image.open(io.BytesIO(data)) as im:
             im.load()
-            return im.size
+            return formats.oriented_size(im)   # as shown upright (EXIF orientation)
     except Exception as err:  # pylint: disable=broad-except
         raise CorruptImageError(f"corrupt or truncated image {path}: {err}") from err
 

@@ -17,6 +17,11 @@ its coordinates are meaningless and must never be trained on).
     of file names, or `joint_data.mat` (`joint_uvd` (cameras, N, 36, 3), reduced to 14 joints).
   * Depth PNGs: ICVL 16-bit grey in mm; NYU RGB with depth = (G << 8) | B in mm.
 Image pixel coordinates are (x, y) = (column, row) with pixel centres at integers.
+
+Images are read as people see them: a JPEG's EXIF orientation tag (0x0112, e.g. a phone photo
+"rotate 90 CW") is applied wherever an image is decoded (`upright`, `oriented_size`), so
+widths, heights and coordinates are those of the upright picture, as viewers and annotation
+tools show it.
 """
 from __future__ import annotations
 
@@ -276,11 +281,40 @@ def _open(data):
     return Image.open(os.fspath(data))
 
 
+EXIF_ORIENTATION = 0x0112   # the EXIF tag; 1 = upright, 2..8 = mirrored and/or rotated
+_SWAPS_SIDES = (5, 6, 7, 8)  # orientations that exchange width and height
+
+
+def exif_orientation(im) -> int:
+    """The EXIF orientation (1..8) of an opened PIL image; 1 when absent or unreadable."""
+    try:
+        value = int(im.getexif().get(EXIF_ORIENTATION, 1))
+    except Exception:  # pylint: disable=broad-except  # a broken EXIF block: shown as stored
+        return 1
+    return value if 1 <= value <= 8 else 1
+
+
+def oriented_size(im) -> tuple[int, int]:
+    """(width, height) of an opened PIL image as shown upright (EXIF orientation applied)."""
+    w, h = im.size
+    return (h, w) if exif_orientation(im) in _SWAPS_SIDES else (w, h)
+
+
+def upright(im):
+    """The opened PIL image turned as its EXIF orientation says (itself when upright; the
+    result carries no orientation tag)."""
+    if exif_orientation(im) == 1:
+        return im
+    from PIL import ImageOps  # pylint: disable=import-outside-toplevel
+    return ImageOps.exif_transpose(im)
+
+
 def decode_rgb(data) -> np.ndarray:
-    """JPEG/PNG bytes or a path -> (H, W, 3) uint8 RGB. Raises OSError on a corrupt file."""
+    """JPEG/PNG bytes or a path -> (H, W, 3) uint8 RGB, upright (EXIF orientation applied).
+    Raises OSError on a corrupt file."""
     im = _open(data)
     im.load()
-    return np.asarray(im.convert("RGB"))
+    return np.asarray(upright(im).convert("RGB"))
 
 
 def decode_depth_icvl(data) -> np.ndarray:

@@ -15,10 +15,11 @@ Geometry, in one affine map (one resampling, zero padding outside the image):
     1 + U(-0.25, 0.25), shift U(-0.2, 0.2) x S in each axis. Up to `max_tries` draws are made
     until every labelled joint stays inside the crop; if none succeeds the unaugmented crop
     (flip kept) is used.
-Coordinates: image pixels (x, y) with pixel centres at integers. Heatmap cell k of a stride-4
-map covers crop pixels 4k .. 4k+3, so x_cell = (x_px + 0.5) / 4 - 0.5 (cell centres at
-integers, as `vl4pose_jax.heatmaps`). The heatmaps are `heatmaps_numpy`, the numpy twin of
-`vl4pose_jax.heatmaps.gaussian_targets` (same formula; the twin keeps JAX out of workers).
+Images are decoded upright (EXIF orientation applied, `formats.upright`), as the builders
+record their sizes. Coordinates: image pixels (x, y) with pixel centres at integers. Heatmap
+cell k of a stride-4 map covers crop pixels 4k .. 4k+3, so x_cell = (x_px + 0.5) / 4 - 0.5
+(cell centres at integers, as `vl4pose_jax.heatmaps`). The heatmaps are `heatmaps_numpy`, the
+numpy twin of `vl4pose_jax.heatmaps.gaussian_targets` (same formula; the twin keeps JAX out of workers).
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ import math
 import numpy as np
 
 from vl4pose_jax import skeletons
+from vl4pose_jax.data import formats
 from vl4pose_jax.heatmaps import DEFAULT_PEAK, DEFAULT_SIGMA
 
 TRAIN_CROP_SCALE = (1.5, 2.0)
@@ -122,17 +124,18 @@ def warp_image(image, a, b, out_size: int):
 
 
 def open_image_for_crop(image_bytes, side_px: float, out_size: int):
-    """Open encoded bytes as an RGB PIL image, using JPEG draft (DCT) downscaling when the crop
+    """Open encoded bytes as an upright RGB PIL image (EXIF orientation applied, so sizes and
+    coordinates are the upright picture's), using JPEG draft (DCT) downscaling when the crop
     shrinks by 2x or more. Returns (image, reduce (2,)): reduced pixel p' covers original pixels
     [p' r, (p' + 1) r), i.e. original p = r p' + (r - 1) / 2 per axis."""
     from PIL import Image  # pylint: disable=import-outside-toplevel
     im = Image.open(io.BytesIO(image_bytes))
-    full = im.size
+    stored, full = im.size, formats.oriented_size(im)
     shrink = side_px / out_size
     if im.format == "JPEG" and shrink >= 2.0:
         reduce = 1 << min(3, int(math.log2(shrink)))
-        im.draft("RGB", (max(1, full[0] // reduce), max(1, full[1] // reduce)))
-    im = im.convert("RGB")
+        im.draft("RGB", (max(1, stored[0] // reduce), max(1, stored[1] // reduce)))
+    im = formats.upright(im).convert("RGB")
     return im, np.array([full[0] / im.size[0], full[1] / im.size[1]])
 
 
