@@ -240,6 +240,18 @@ def _build_staged(meta: dict, files: pathlib.Path, staging_data: pathlib.Path, *
     return builder
 
 
+SKIP_REASONS = {"crowd": "crowd (iscrowd = 1)", "no_keypoints": "with no labelled keypoint",
+                "other_category": "of another category", "duplicates": "exact copies"}
+
+
+def _skipped_line(counts: dict, examples, lead: str) -> list:
+    """[`lead` + each reason's count and its first example], or [] when nothing was skipped."""
+    said = [f"{v} {SKIP_REASONS.get(k, k.replace('_', ' '))}"
+            + (f" (e.g. {examples[k]})" if examples and k in examples else "")
+            for k, v in counts.items() if v and k in SKIP_REASONS]
+    return [lead + ", ".join(said)] if said else []
+
+
 def _report_line(report: dict, name: str) -> str:
     """What the build masked, replaced and skipped, in one line (empty when nothing)."""
     parts = []
@@ -252,10 +264,8 @@ def _report_line(report: dict, name: str) -> str:
     if report.get("dropped_no_joints"):
         parts.append(f"{report['dropped_no_joints']} person(s) with no valid joint left out")
     for split, counts in (report.get("skipped_annotations") or {}).items():
-        said = {k: v for k, v in counts.items() if v and k != "non_finite_joints"}
-        if said:
-            parts.append(f"{split}: annotations skipped: "
-                         + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in said.items()))
+        parts.extend(_skipped_line(counts, (report.get("skipped_examples") or {}).get(split),
+                                   f"{split}: annotations skipped: "))
     if report.get("corrupt"):
         parts.append(f"{len(report['corrupt'])} corrupt image(s) skipped")
     return f"{name}: " + "; ".join(parts) if parts else ""
@@ -364,11 +374,34 @@ def prepare(manual_dir, *, data_dir=None, root=None, links=None, category=None,
 
 def _decodes(path: pathlib.Path) -> str | None:
     """None when the image at `path` decodes whole, else why not."""
+    return _decoded_size(path)[0]
+
+
+def _decoded_size(path: pathlib.Path):
+    """(None, (width, height) as shown upright) when the image at `path` decodes whole, else
+    (why not, None)."""
     try:
-        base._check_decodes(path, path.read_bytes())  # pylint: disable=protected-access
+        return None, base._check_decodes(path, path.read_bytes())  # pylint: disable=protected-access
     except (base.CorruptImageError, OSError) as err:
-        return str(err)
-    return None
+        return str(err), None
+
+
+def _check_orientation(new_path, im: dict, src: pathlib.Path, size) -> None:
+    """CocoError when the annotated file gives image `im` (file `src`, shown `size` upright)
+    the stored, sideways size of an EXIF-rotated photo: the tool then labelled the unrotated
+    pixels, and its labels would not match the picture everyone else is shown."""
+    from PIL import Image  # pylint: disable=import-outside-toplevel
+    w, h = im.get("width"), im.get("height")
+    with Image.open(src) as opened:
+        stored = opened.size
+    if stored != tuple(size) and (w, h) == stored:
+        raise CocoError(
+            f"{new_path}: images[].file_name {im['file_name']!r} is {w} x {h} there, but the "
+            f"photo is shown {size[0]} x {size[1]} (its EXIF orientation tag turns it): the "
+            "annotation tool labelled it sideways, so its keypoints would not match the picture "
+            "after the merge. Nothing was written. Re-export from a tool that shows the photo "
+            "upright, or save the photo upright without the tag (e.g. PIL.ImageOps.exif_transpose) "
+            "and label it again.")
 
 
 def merge(manual_dir, annotations, *, images=None, data_dir=None, rebuild=True,
@@ -432,7 +465,10 @@ def _merge_locked(manual, annotations, *, images, data_dir, rebuild, skip_corrup
                             + (f" (the file says it was exported from {recorded}; a path "
                                "written in a shared file is never used without you)"
                                if recorded else ""))
-        why = _decodes(src)
+        why, shown = _decoded_size(src)
+        if why is None:
+            _check_orientation(new.path, im, src, shown)
+            im = dict(im, width=shown[0], height=shown[1])   # as shown upright
         if why is not None:
             if not skip_corrupt:
                 raise base.CorruptImageError(
@@ -481,13 +517,11 @@ def _merge_locked(manual, annotations, *, images, data_dir, rebuild, skip_corrup
                   already_labelled=len(skipped), skipped_examples=skipped[:5],
                   corrupt=corrupt, skipped_annotations=dict(new.skipped),
                   train_images=len(raw["images"]))
-    counted = {k: v for k, v in new.skipped.items() if v and k != "non_finite_joints"}
     log_fn(f"merging {new.path}: {len(add)} new images ({added_people} people) for "
            f"{train_path}; {len(skipped)} already labelled, left as they were"
            + (f"; {len(corrupt)} corrupt image(s) skipped: {corrupt[:5]}" if corrupt else "")
-           + ("; annotations skipped: " + ", ".join(f"{v} {k.replace('_', ' ')}"
-                                                   for k, v in counted.items())
-              if counted else ""))
+           + "".join("; " + line for line in _skipped_line(
+               new.skipped, new.skipped_examples, "annotations skipped: ")))
     if not add:
         if rebuild and not builders.get_builder(name, data_dir=data_dir).is_prepared():
             log_fn(f"{name} is not built in {data_dir or base.default_data_dir()}: building it")

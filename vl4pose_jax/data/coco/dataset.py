@@ -113,6 +113,7 @@ class CocoKeypoints(base.Builder, skip_registration=True):
             items = [_CocoPlanned(p.id, inside(images, p.file_name), p.joints, p.visibility,
                                   float("nan"), p.box, p.has_bbox) for p in coco.people]
             self.report.setdefault("skipped_annotations", {})[split] = dict(coco.skipped)
+            self.report.setdefault("skipped_examples", {})[split] = dict(coco.skipped_examples)
             out[split] = self._present(items)
         # From train.json, the labelled set, also when a pool.json is present: the pool stands
         # for unlabelled data in simulations, and the split stays the same with or without it.

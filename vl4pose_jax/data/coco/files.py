@@ -3,12 +3,13 @@
 `read_coco` parses one file into `Person`s (visibility in the project's convention, a box per
 person) and raises `CocoError` naming the file and the field on anything unusable; file names
 are checked to stay inside the images folder (`check_file_name`, `inside`). What it leaves out
-is counted in `CocoFile.skipped` (crowd, no labelled keypoint, other categories, exact
-duplicates) and labelled joints with NaN/Inf coordinates in `non_finite_joints` (prepare masks
-them, merge refuses them); a box comes from the valid labelled joints only (`bbox_corners`).
-`load_json` reads JSON with a nesting limit and `dump_json` writes strict JSON (no NaN/Inf).
-`read_coco_boxes` reads person boxes for ranking new images. `tree_links` turns a category's skeleton into a tree
-and `flip_pairs` finds left/right joints by name (rules in the `vl4pose_jax.data.coco` guide).
+is counted in `CocoFile.skipped` (crowd, with or without keypoints; no labelled keypoint;
+other categories; exact duplicates; labelled joints with NaN/Inf coordinates, which prepare
+masks and merge refuses), the first of each named in `CocoFile.skipped_examples`; a box comes
+from the valid labelled joints only (`bbox_corners`). `load_json` reads JSON with a nesting
+limit and `dump_json` writes strict JSON (no NaN/Inf). `read_coco_boxes` reads person boxes
+for ranking new images. `tree_links` turns a category's skeleton into a tree and `flip_pairs`
+finds left/right joints by name (rules in the `vl4pose_jax.data.coco` guide).
 Pure Python and numpy: nothing here builds or reads a TFDS dataset.
 """
 from __future__ import annotations
@@ -99,7 +100,8 @@ class CocoFile:
     skeleton_pairs: list   # 0-based (a, b) from the category's skeleton
     images: dict           # image id -> image dict
     people: list           # Person
-    skipped: dict
+    skipped: dict          # reason -> count (crowd, no_keypoints, other_category, ...)
+    skipped_examples: dict = dataclasses.field(default_factory=dict)  # reason -> the first one
 
 
 def field_error(path, field, what) -> CocoError:
@@ -200,6 +202,12 @@ def read_coco(path, *, category=None, require_annotations=True) -> CocoFile:
     num = len(names)
     by_image: dict = {}
     other_category = 0
+    examples: dict = {}
+
+    def example(reason, i, ann):   # the first annotation left out for each reason
+        if reason not in examples:
+            examples[reason] = (f"annotations[{i}] (id {ann.get('id')!r}, image "
+                                f"{images[ann['image_id']]['file_name']!r})")
     for i, ann in enumerate(raw["annotations"]):
         if not isinstance(ann, dict) or "image_id" not in ann:
             raise field_error(path, f"annotations[{i}]", "needs `image_id`")
@@ -208,8 +216,12 @@ def read_coco(path, *, category=None, require_annotations=True) -> CocoFile:
                               f"{ann['image_id']!r} is not an image id")
         if "category_id" in ann and ann["category_id"] != cat.get("id", ann["category_id"]):
             other_category += 1   # another category (e.g. a box-only one): counted
+            example("other_category", i, ann)
             continue
         kps = ann.get("keypoints")
+        if ann.get("iscrowd"):   # skipped below, whatever its keypoints (often none)
+            by_image.setdefault(ann["image_id"], []).append((i, ann))
+            continue
         if not isinstance(kps, list) or len(kps) != 3 * num:
             raise field_error(path, f"annotations[{i}].keypoints",
                               f"has {len(kps) if isinstance(kps, list) else 'no'} values, but the "
@@ -225,6 +237,7 @@ def read_coco(path, *, category=None, require_annotations=True) -> CocoFile:
         for i, ann in anns:
             if ann.get("iscrowd"):
                 skipped["crowd"] += 1
+                example("crowd", i, ann)
                 k += 1
                 continue
             try:
@@ -235,6 +248,7 @@ def read_coco(path, *, category=None, require_annotations=True) -> CocoFile:
             key = (kp.tobytes(), json.dumps(ann.get("bbox"), default=str))
             if key in seen:   # the same person twice (an exact copy, whatever its id)
                 skipped["duplicates"] += 1
+                example("duplicates", i, ann)
                 k += 1   # the others keep their ids
                 continue
             seen.add(key)
@@ -243,10 +257,13 @@ def read_coco(path, *, category=None, require_annotations=True) -> CocoFile:
                 raise field_error(path, f"annotations[{i}].keypoints",
                                   "visibility flags must be 0, 1 or 2")
             vis = np.where(v == 2, 1, np.where(v == 1, 0, -1)).astype(np.int8)
-            skipped["non_finite_joints"] += int(
-                ((vis >= 0) & ~np.all(np.isfinite(kp[:, :2]), axis=1)).sum())
+            non_finite = int(((vis >= 0) & ~np.all(np.isfinite(kp[:, :2]), axis=1)).sum())
+            skipped["non_finite_joints"] += non_finite
+            if non_finite:
+                example("non_finite_joints", i, ann)
             if not (vis >= 0).any():
                 skipped["no_keypoints"] += 1
+                example("no_keypoints", i, ann)
                 k += 1
                 continue
             box = bbox_corners(ann.get("bbox"), kp[:, :2], vis, path, f"annotations[{i}].bbox")
@@ -256,7 +273,7 @@ def read_coco(path, *, category=None, require_annotations=True) -> CocoFile:
             k += 1
     if require_annotations and not people:
         raise field_error(path, "annotations", "no annotation with a labelled keypoint")
-    return CocoFile(path, raw, cat, names, pairs, images, people, skipped)
+    return CocoFile(path, raw, cat, names, pairs, images, people, skipped, examples)
 
 
 def read_coco_boxes(path) -> dict:

@@ -1,0 +1,168 @@
+"""Own data as users bring it (issue 30): COCO-17 people with joints nobody labels, EXIF-rotated
+phone photos, several people per image, crowd and box-only entries, rescoring after a merge.
+
+Tiny synthetic images (tens of pixels) so that each test takes seconds; the whole loop runs the
+real commands (prepare, a micro model, score, merge, fine-tune).
+"""
+import io
+import json
+import pathlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from vl4pose_jax.data import base, coco, formats, transforms
+from vl4pose_jax.data.coco import commands
+
+COCO_PERSON = ["nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder",
+               "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
+               "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle"]
+COCO_PERSON_SKELETON = [[16, 14], [14, 12], [17, 15], [15, 13], [12, 13], [6, 12], [7, 13],
+                        [6, 7], [6, 8], [7, 9], [8, 10], [9, 11], [2, 3], [1, 2], [1, 3],
+                        [2, 4], [3, 5], [4, 6], [5, 7]]
+NEVER = ("left_eye", "right_eye", "left_ear", "right_ear")   # labelled by nobody here
+
+
+def _rotated_jpeg(stored_w=48, stored_h=32, orientation=6, seed=0):
+    """JPEG bytes of a `stored_w` x `stored_h` picture tagged with EXIF `orientation`, and the
+    upright picture as an array (what a viewer shows)."""
+    pixels = np.random.default_rng(seed).integers(0, 255, (stored_h // 8, stored_w // 8, 3),
+                                                  np.uint8)
+    stored = Image.fromarray(pixels).resize((stored_w, stored_h), Image.NEAREST)
+    exif = Image.Exif()
+    exif[formats.EXIF_ORIENTATION] = orientation
+    buf = io.BytesIO()
+    stored.save(buf, format="JPEG", quality=95, exif=exif.tobytes())
+    return buf.getvalue(), np.asarray(formats.upright(Image.open(io.BytesIO(buf.getvalue()))))
+
+
+def test_exif_orientation_is_applied_wherever_an_image_is_decoded():
+    """Orientation 6 ("rotate 90 CW to show"): a 48 x 32 stored JPEG is a 32 x 48 picture for
+    the builders (size), the training / evaluation crop and the scorer (size, crop)."""
+    from vl4pose_jax import rank, skeletons
+    data, shown = _rotated_jpeg()
+    assert shown.shape == (48, 32, 3)
+    stored = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+    assert np.array_equal(shown, np.rot90(stored, k=-1))     # 90 degrees clockwise
+    assert formats.decode_rgb(data).shape == (48, 32, 3)
+    assert base._check_decodes(pathlib.Path("p.jpg"), data) == (32, 48)
+    im, reduce = transforms.open_image_for_crop(data, 48, 48)
+    assert im.size == (32, 48) and reduce.tolist() == [1.0, 1.0]
+    assert np.array_equal(np.asarray(im), shown)
+    out, size, crop = rank._prepare((data, None, 0, skeletons.lsp14, 32, "r.jpg"))
+    assert size == (32, 48) and crop.tolist() == [15.5, 23.5, 48.0]
+    png = io.BytesIO()
+    Image.fromarray(shown).save(png, format="PNG")   # the same picture, upright, no tag
+    ref, ref_size, _ = rank._prepare((png.getvalue(), None, 0, skeletons.lsp14, 32, "u.png"))
+    assert ref_size == size and np.abs(out["image"] - ref["image"]).max() < 1e-6
+    for orientation in range(1, 9):   # every orientation: the size a viewer shows
+        data, shown = _rotated_jpeg(orientation=orientation)
+        assert base._check_decodes(pathlib.Path("p.jpg"), data) == shown.shape[1::-1]
+
+
+# ----------------------------------------------------------------------------- a COCO-17 set
+
+def _pose(cx, cy, scale=1.0):
+    """17 COCO joints (x, y) of a standing person centred at (cx, cy), `scale` ~ 20 px tall."""
+    body = {"nose": (0, -9), "left_eye": (1, -10), "right_eye": (-1, -10), "left_ear": (2, -9.5),
+            "right_ear": (-2, -9.5), "left_shoulder": (3, -6), "right_shoulder": (-3, -6),
+            "left_elbow": (4, -2), "right_elbow": (-4, -2), "left_wrist": (4.5, 1),
+            "right_wrist": (-4.5, 1), "left_hip": (2, 1), "right_hip": (-2, 1),
+            "left_knee": (2, 5.5), "right_knee": (-2, 5.5), "left_ankle": (2, 10),
+            "right_ankle": (-2, 10)}
+    return np.array([(cx + scale * body[n][0], cy + scale * body[n][1]) for n in COCO_PERSON])
+
+
+def _ann(ann_id, image_id, joints, *, labelled=None, bbox=True, **extra):
+    kps = []
+    for name, (x, y) in zip(COCO_PERSON, joints.tolist()):
+        on = name not in NEVER if labelled is None else name in labelled
+        kps += [round(x, 2), round(y, 2), 2] if on else [0, 0, 0]
+    ann = {"id": ann_id, "image_id": image_id, "category_id": 1, "keypoints": kps,
+           "num_keypoints": sum(1 for v in kps[2::3] if v), "iscrowd": 0, **extra}
+    if bbox:
+        x0, y0 = joints.min(0) - 2
+        x1, y1 = joints.max(0) + 2
+        ann["bbox"] = [float(x0), float(y0), float(x1 - x0), float(y1 - y0)]
+    return ann
+
+
+def _picture(width, height, people, seed):
+    """A dark noisy picture with a bright stick figure per person (joints (17, 2))."""
+    from PIL import ImageDraw
+    rng = np.random.default_rng(seed)
+    im = Image.fromarray(rng.integers(0, 60, (height, width, 3), np.uint8))
+    draw = ImageDraw.Draw(im)
+    for joints in people:
+        for a, b in COCO_PERSON_SKELETON:
+            draw.line([tuple(joints[a - 1]), tuple(joints[b - 1])], fill=(230, 200, 90), width=2)
+    return im
+
+
+CATEGORY = {"id": 1, "name": "person", "supercategory": "person", "keypoints": COCO_PERSON,
+            "skeleton": COCO_PERSON_SKELETON}
+
+
+def write_coco17(root, *, n_train=6, n_test=2, rotated=True, extras=True, seed=0):
+    """`root/images/` + train.json / test.json as a user brings them: COCO-17 with eyes and
+    ears never labelled, one image with two people, (with `extras`) a crowd annotation
+    without keypoints, a box-only annotation of another category and one person without a
+    bbox, and (with `rotated`) a phone photo in a subfolder with a space in its name, stored
+    sideways with EXIF orientation 6 and labelled upright. Returns root."""
+    root = pathlib.Path(root)
+    (root / "images" / "phone").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    files = {}
+    for split, count in (("train", n_train), ("test", n_test)):
+        images, anns = [], []
+        for i in range(count):
+            name = f"{split}_{i:02d}.png"
+            people = [_pose(20 + rng.uniform(-3, 3), 28 + rng.uniform(-3, 3), 1.6)]
+            if split == "train" and i == 0:   # two people side by side
+                people = [_pose(14, 28, 1.4), _pose(46, 28, 1.4)]
+            _picture(64 if len(people) > 1 else 40, 52, people, seed + i).save(root / "images" / name)
+            images.append({"id": 10 * i + 7, "file_name": name, "width": 0, "height": 0})
+            for k, joints in enumerate(people):
+                anns.append(_ann(1000 + 10 * i + k + (500 if split == "test" else 0),
+                                 10 * i + 7, joints, bbox=not (extras and i == 1)))
+        if split == "train" and rotated:
+            upright = [_pose(20, 28, 1.6)]
+            pic = _picture(40, 52, upright, seed + 99)
+            exif = Image.Exif()
+            exif[formats.EXIF_ORIENTATION] = 6          # shown: stored turned 90 deg clockwise
+            pic.transpose(Image.Transpose.ROTATE_270).transpose(Image.Transpose.ROTATE_180).save(
+                root / "images" / "phone" / "my photo.jpg", quality=95, exif=exif.tobytes())
+            images.append({"id": 900, "file_name": "phone/my photo.jpg", "width": 40,
+                           "height": 52})
+            anns.append(_ann(9000, 900, upright[0]))
+        if split == "train" and extras:
+            anns.append({"id": 5000, "image_id": 7, "category_id": 1, "iscrowd": 1,
+                         "bbox": [0, 0, 30, 30]})                      # crowd, no keypoints
+            anns.append({"id": 5001, "image_id": 17, "category_id": 2, "bbox": [1, 1, 9, 9]})
+        files[split] = {"images": images, "annotations": anns,
+                        "categories": [CATEGORY, {"id": 2, "name": "bag"}]}
+        (root / f"{split}.json").write_text(json.dumps(files[split]))
+    return root
+
+
+def test_prepare_builds_a_rotated_photo_upright_and_names_what_it_skips(tmp_path):
+    """prepare records the phone photo at its upright size, its labels kept as given; a crowd
+    annotation without keypoints and a box-only one of another category are skipped, counted
+    and one of each named."""
+    from vl4pose_jax import data
+    with Image.open(write_coco17(tmp_path / "m") / "images" / "phone" / "my photo.jpg") as im:
+        assert im.size == (52, 40) and formats.oriented_size(im) == (40, 52)
+    printed = []
+    commands.prepare(tmp_path / "m", data_dir=tmp_path / "tfds", log_fn=printed.append)
+    assert ("train: annotations skipped: 1 crowd (iscrowd = 1) (e.g. annotations[8] (id 5000, "
+            "image 'train_00.png')), 1 of another category (e.g. annotations[9] (id 5001, "
+            "image 'train_01.png'))") in "\n".join(printed)
+    source = data.load("coco_keypoints", "train", data_dir=tmp_path / "tfds")
+    (ex,) = [source[i] for i in range(len(source))
+             if transforms.as_str(source[i]["id"]) == "phone/my photo.jpg#0"]
+    assert (int(ex["width"]), int(ex["height"])) == (40, 52)
+    np.testing.assert_allclose(ex["joints"][5:], _pose(20, 28, 1.6)[5:], atol=0.01)
+    report = json.loads(next((tmp_path / "tfds").glob("coco_keypoints/*/build_report.json"))
+                        .read_text())
+    assert report["masked_joints"] == 0
