@@ -166,3 +166,33 @@ def test_prepare_builds_a_rotated_photo_upright_and_names_what_it_skips(tmp_path
     report = json.loads(next((tmp_path / "tfds").glob("coco_keypoints/*/build_report.json"))
                         .read_text())
     assert report["masked_joints"] == 0
+    meta = coco.read_meta(tmp_path / "tfds")
+    assert meta["never_labelled"] == list(NEVER)
+    assert any(f"warning: joint(s) {list(NEVER)} are labelled in no person" in line
+               for line in printed)
+
+
+def test_never_labelled_joints_hang_as_leaves_off_a_spine_of_labelled_joints():
+    """COCO-17 with eyes and ears never labelled: without the rule the nose reaches the body
+    only through them; with it the nose hangs off its nearest labelled joint (a shoulder) and
+    each eye / ear is a leaf of its first labelled skeleton neighbour."""
+    pairs = [(a - 1, b - 1) for a, b in COCO_PERSON_SKELETON]
+    never = [COCO_PERSON.index(n) for n in NEVER]
+    old, _, _, _ = coco.tree_links(COCO_PERSON, pairs)
+    assert (1, 0) in old or (2, 0) in old               # nose below an eye
+    people = [coco.Person("a.png", 0, _pose(20, 28, s).astype(np.float32),
+                          np.array([-1 if n in NEVER else 1 for n in COCO_PERSON], np.int8),
+                          np.array([0, 0, 40, 52], np.float32), 1, 1) for s in (1.0, 1.5)]
+    assert coco.never_labelled(people, 17) == never
+    links, root, how, _ = coco.tree_links(COCO_PERSON, pairs, unlabelled=never,
+                                          distances=coco.mean_distances(people, 17))
+    parent = {c: p for p, c in links}
+    assert len(links) == 16 and root not in parent and set(parent) == set(range(17)) - {root}
+    name = dict(enumerate(COCO_PERSON))
+    assert name[parent[0]] in ("left_shoulder", "right_shoulder")
+    assert {name[j]: name[parent[j]] for j in never} == {
+        "left_eye": "nose", "right_eye": "nose", "left_ear": "left_shoulder",
+        "right_ear": "right_shoulder"}
+    assert not set(never) & set(parent.values())        # leaves: nobody hangs off them
+    assert "nose under left_shoulder" in how or "nose under right_shoulder" in how
+    assert "hung as leaves (kept out of the tree's spine): left_eye under nose" in how

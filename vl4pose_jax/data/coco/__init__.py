@@ -19,15 +19,26 @@ Decisions:
     with the smallest greatest distance to the others, lowest index on ties). Otherwise the
     breadth-first spanning tree of the skeleton from the root, links taken in file order (a
     joint hangs off the first joint that reaches it; the dropped links are reported); joints
-    the skeleton does not reach hang off the root. `--links=a-b,...` (joint names) replaces
-    the skeleton. What was done is written to `coco_meta.json` beside the dataset and printed.
+    the skeleton does not reach hang off the nearest reached joint (mean distance, in person
+    sizes, over the train.json people labelling both), else the root. `--links=a-b,...`
+    (joint names) replaces the skeleton. What was done is written to `coco_meta.json` beside
+    the dataset and printed.
+  * Joints no train.json person labels (COCO's eyes and ears in many own datasets) are named
+    in a warning, kept out of the tree's spine (the tree is built over the labelled joints;
+    each never-labelled joint hangs as a leaf off its first labelled skeleton neighbour, else
+    the root) and listed in `coco_meta.json` (`never_labelled`), so pre-annotations can mark
+    them absent. A rebuild keeps the tree (below); `prepare --overwrite` decides it again
+    for a dataset prepared before this rule.
   * Left/right pairs for flip augmentation come from the names: `left_X`/`right_X`,
     `X_left`/`X_right`, `lX`/`rX` (case-insensitive, both present).
   * Visibility: COCO v = 0 (not labelled) -> -1 (absent), v = 1 (labelled, occluded) -> 0,
     v = 2 (visible) -> 1, the project's convention; written back the same way. Coordinates are
-    taken as the project's pixel coordinates (pixel centres at integers), unchanged.
-  * People: every non-crowd annotation with at least one labelled keypoint; several per image.
-    Its crop is taken from `bbox` (x, y, w, h), or from the labelled keypoints' box when absent:
+    taken as the project's pixel coordinates (pixel centres at integers), unchanged, in the
+    picture as shown upright (a JPEG's EXIF orientation applied, as viewers and annotation
+    tools do; widths and heights likewise).
+  * People: every non-crowd annotation with at least one labelled keypoint, several per
+    image (crowd ones, with or without `keypoints`, are skipped; prepare prints each reason's
+    count and first case). Its crop is taken from `bbox` (x, y, w, h), or from the labelled keypoints' box when absent:
     a square of 1.75 (training: 1.5-2.0) x the box's longer side (`transforms.human_transform`).
     The PCK normaliser is 0.5 x the box's longer side (pck@0.2 = 10 % of the person's size).
   * Ids: `<file_name>#<k>`, k = the person's position among its image's annotations sorted by
@@ -63,4 +74,5 @@ from vl4pose_jax.data.coco.dataset import (DOWNLOAD, DOWNLOAD_HELP, META_FILE, N
                                            skeleton_from_meta, spec)
 from vl4pose_jax.data.coco.files import (FORMAT_HELP, CocoError, CocoFile, Person, bbox_corners,
                                          check_file_name, flip_pairs, inside, keypoint_category,
-                                         read_coco, read_coco_boxes, tree_links)
+                                         mean_distances, never_labelled, read_coco,
+                                         read_coco_boxes, tree_links)

@@ -38,7 +38,7 @@ from vl4pose_jax.data import base, builders
 from vl4pose_jax.data.coco.dataset import (DOWNLOAD, NAME, SPLIT_FILES, SPLITS, meta_path,
                                            read_meta, spec)
 from vl4pose_jax.data.coco.files import (CocoError, dump_json, field_error, flip_pairs, inside,
-                                         read_coco, tree_links)
+                                         mean_distances, never_labelled, read_coco, tree_links)
 
 LOCK = "dataset"                   # DIR/.dataset.lock
 JOURNAL = ".merge-journal.json"    # DIR/.merge-journal.json
@@ -188,11 +188,14 @@ def _copy_atomic(src: pathlib.Path, dst: pathlib.Path):
 # ----------------------------------------------------------------------------- prepare
 
 def plan_meta(manual: pathlib.Path, *, old=None, root=None, links=None, category=None,
-              name: str = NAME) -> dict:
+              name: str = NAME, retree: bool = False) -> dict:
     """`coco_meta.json` for `manual`'s files (every file checked): joints, tree, flip pairs,
-    splits. A rebuild (`old` meta, same joints and skeleton, no `root` / `links`) keeps the
-    tree exactly: link k stays link k, so a model fine-tuned from the previous weights reads
-    its auxiliary outputs the same way."""
+    splits, and the joints no train.json person labels (`never_labelled`: kept out of the
+    tree's spine, see `files.tree_links`; exported as absent). A rebuild (`old` meta, same
+    joints and skeleton, no `root` / `links`) keeps the tree exactly: link k stays link k, so
+    a model fine-tuned from the previous weights reads its auxiliary outputs the same way;
+    with `retree` (prepare --overwrite) a tree decided before never-labelled joints were
+    known is decided again."""
     train = manual / "train.json"
     if not train.is_file():
         raise CocoError(f"{train}: not found; {name} needs the labelled set train.json (and "
@@ -207,11 +210,15 @@ def plan_meta(manual: pathlib.Path, *, old=None, root=None, links=None, category
             if other.names != coco.names:
                 raise field_error(manual / file, "categories[].keypoints", f"{list(other.names)} "
                                   f"differ from train.json's {list(coco.names)}")
+    never = never_labelled(coco.people, len(coco.names))
     if (old and old["names"] == list(coco.names) and root is None and links is None
-            and old.get("category", {}).get("skeleton") == coco.category.get("skeleton")):
+            and old.get("category", {}).get("skeleton") == coco.category.get("skeleton")
+            and not (retree and "never_labelled" not in old)):
         tree, flips, how = old["links"], old["flip_pairs"], old["tree"]
     else:
-        tree, _, how, _ = tree_links(coco.names, coco.skeleton_pairs, root=root, links=links)
+        tree, _, how, _ = tree_links(coco.names, coco.skeleton_pairs, root=root, links=links,
+                                     unlabelled=never,
+                                     distances=mean_distances(coco.people, len(coco.names)))
         flips = flip_pairs(coco.names)
     skeleton = skeletons.Skeleton(coco.names, tuple(map(tuple, tree)), tuple(map(tuple, flips)),
                                   name=name)
@@ -222,6 +229,7 @@ def plan_meta(manual: pathlib.Path, *, old=None, root=None, links=None, category
                           if k in coco.category},
                 flips_named=[[coco.names[a], coco.names[b]] for a, b in skeleton.flip_pairs],
                 splits=[s for s, f in SPLIT_FILES.items() if (manual / f).is_file()],
+                never_labelled=[coco.names[j] for j in never],
                 manual_dir=str(manual.resolve()))
 
 
@@ -352,7 +360,8 @@ def prepare(manual_dir, *, data_dir=None, root=None, links=None, category=None,
         if lock is not None:
             recover(manual, log_fn=log_fn)
         old = read_meta(data_dir, name)
-        meta = plan_meta(manual, old=old, root=root, links=links, category=category, name=name)
+        meta = plan_meta(manual, old=old, root=root, links=links, category=category, name=name,
+                         retree=overwrite)
         path = meta_path(data_dir, name)
         builder = builders.get_builder(name, data_dir=data_dir)
         if builder.is_prepared() and not overwrite:
@@ -363,6 +372,15 @@ def prepare(manual_dir, *, data_dir=None, root=None, links=None, category=None,
             return builder
         log_fn(f"{name}: {len(meta['names'])} joints; tree: {meta['tree']}; flip pairs: "
                f"{meta['flips_named']}")
+        if meta["never_labelled"]:
+            log_fn(f"{name}: warning: joint(s) {meta['never_labelled']} are labelled in no "
+                   f"person of {manual / 'train.json'}: nothing teaches the model where they are; they hang "
+                   "off the tree as leaves and pre-annotations mark them absent (v = 0). Label "
+                   "them in some images, or drop them from the category, to change this.")
+        if old and old["links"] != meta["links"] and builder.is_prepared():
+            log_fn(f"{name}: the tree differs from the previous build's: a run trained on that "
+                   "build reads its skeleton outputs by the old links; train a new run rather "
+                   "than fine-tune one (--init_from).")
         builder = _build_and_switch(manual, meta, data_dir=data_dir, skip_corrupt=skip_corrupt,
                                     name=name, log_fn=log_fn, what="rebuild",
                                     journal_in_manual=lock is not None)

@@ -349,9 +349,40 @@ def bbox_corners(bbox, joints, vis, path="", field="bbox") -> np.ndarray:
 
 # ----------------------------------------------------------------------------- the tree
 
-def tree_links(names, pairs, *, root=None, links=None):
+def never_labelled(people, num: int) -> list:
+    """Indices of the joints that no person in `people` labels (visibility < 0 everywhere)."""
+    seen = np.zeros((num,), bool)
+    for p in people:
+        seen |= np.asarray(p.visibility) >= 0
+    return [int(j) for j in np.flatnonzero(~seen)]
+
+
+def mean_distances(people, num: int) -> np.ndarray:
+    """(J, J) mean distance between two joints over the people labelling both, in units of
+    each person's box (longer side); inf where no person labels both."""
+    total = np.zeros((num, num))
+    count = np.zeros((num, num))
+    for p in people:
+        xy = np.asarray(p.joints, np.float64)
+        ok = (np.asarray(p.visibility) >= 0) & np.all(np.isfinite(xy), axis=1)
+        side = float(max(p.box[2] - p.box[0], p.box[3] - p.box[1])) if np.all(
+            np.isfinite(p.box)) else 0.0
+        if ok.sum() < 2 or not side > 0:
+            continue
+        d = np.linalg.norm(xy[:, None] - xy[None], axis=-1) / side
+        both = ok[:, None] & ok[None]
+        total += np.where(both, d, 0.0)
+        count += both
+    return np.where(count > 0, total / np.maximum(count, 1), np.inf)
+
+
+def tree_links(names, pairs, *, root=None, links=None, unlabelled=(), distances=None):
     """(links as (parent, child) index pairs, root index, how: str, dropped pairs) — see the
-    module doc for the rule."""
+    module doc for the rule. `unlabelled`: joints no training person labels; the tree's spine
+    is built over the other joints and each of these hangs off, as a leaf, its first skeleton
+    neighbour that is labelled (else the root). `distances` ((J, J), `mean_distances`): a
+    labelled joint the spine does not reach hangs off the nearest reached joint (else the
+    root)."""
     num = len(names)
     if links is not None:
         pairs, source = [], "--links"
@@ -363,8 +394,12 @@ def tree_links(names, pairs, *, root=None, links=None):
             pairs.append((names.index(ends[0]), names.index(ends[1])))
     else:
         source = "the category's skeleton"
+    leaves = sorted(set(int(j) for j in unlabelled))
+    if len(leaves) == num:
+        leaves = []   # nothing labelled at all: read_coco refuses such a file before
+    spine = [(a, b) for a, b in pairs if a not in leaves and b not in leaves]
     adj = [[] for _ in range(num)]
-    for a, b in pairs:
+    for a, b in spine:
         adj[a].append(b)
         adj[b].append(a)
 
@@ -383,9 +418,11 @@ def tree_links(names, pairs, *, root=None, links=None):
         if root not in names:
             raise CocoError(f"--root: {root!r} is not a joint (joints: {list(names)})")
         r = names.index(root)
-    else:  # the centre of the largest connected piece
+    else:  # the centre of the largest connected piece of the spine
         best = None
         for j in range(num):
+            if j in leaves:
+                continue
             d = bfs(j)
             reach = sum(x >= 0 for x in d)
             key = (-reach, max(d), j)
@@ -396,29 +433,65 @@ def tree_links(names, pairs, *, root=None, links=None):
     parent[r] = -1
     queue, out = deque([r]), []
     used = set()
-    while queue:
-        j = queue.popleft()
-        for idx, (a, b) in enumerate(pairs):
-            if j not in (a, b):
-                continue
-            c = b if a == j else a
-            if parent[c] == -2:
-                parent[c] = j
-                out.append((j, c))
-                used.add(idx)
-                queue.append(c)
-    unreached = [j for j in range(num) if parent[j] == -2]
-    for j in unreached:
-        out.append((r, j))
+
+    def grow():
+        while queue:
+            j = queue.popleft()
+            for idx, (a, b) in enumerate(pairs):
+                if j not in (a, b) or a in leaves or b in leaves:
+                    continue
+                c = b if a == j else a
+                if parent[c] == -2:
+                    parent[c] = j
+                    out.append((j, c))
+                    used.add(idx)
+                    queue.append(c)
+
+    grow()
+    unreached, nearest = [], []
+    while True:   # labelled joints the spine misses: the nearest reached joint, else the root
+        missing = [j for j in range(num) if parent[j] == -2 and j not in leaves]
+        if not missing:
+            break
+        reached = [j for j in range(num) if parent[j] != -2 and j not in leaves]
+        d = (np.asarray(distances, np.float64)[np.ix_(missing, reached)]
+             if distances is not None else np.full((len(missing), len(reached)), np.inf))
+        if np.isfinite(d).any():
+            a, b = np.unravel_index(int(np.argmin(np.where(np.isfinite(d), d, np.inf))), d.shape)
+            c, p = missing[a], reached[b]
+            nearest.append((p, c))
+        else:
+            c, p = missing[0], r
+            unreached.append(c)
+        parent[c] = p
+        out.append((p, c))
+        queue.append(c)
+        grow()
+    hung = []
+    for j in leaves:
+        idx = next((i for i, (a, b) in enumerate(pairs)
+                    if j in (a, b) and (b if a == j else a) not in leaves), None)
+        p = r if idx is None else sum(pairs[idx]) - j
+        used.add(idx)
+        parent[j] = p
+        out.append((p, j))
+        hung.append((p, j))
     dropped = [pairs[i] for i in range(len(pairs)) if i not in used]
-    is_tree = not dropped and not unreached and len(pairs) == num - 1
+    is_tree = not dropped and not unreached and not nearest and len(pairs) == num - 1
     if is_tree:
         how = f"{source} (a tree), rooted at {names[r]!r}"
     else:
         how = (f"breadth-first spanning tree of {source} from {names[r]!r}"
+               + (" over the labelled joints" if leaves else "")
                + (f"; links dropped: {[(names[a], names[b]) for a, b in dropped]}" if dropped else "")
+               + ("; joints not reached, hung off the nearest joint (mean distance in labelled "
+                  "people): " + ", ".join(f"{names[c]} under {names[p]}" for p, c in nearest)
+                  if nearest else "")
                + (f"; joints not reached, hung off the root: {[names[j] for j in unreached]}"
                   if unreached else ""))
+    if leaves:
+        how += ("; joints never labelled in train.json, hung as leaves (kept out of the "
+                "tree's spine): " + ", ".join(f"{names[c]} under {names[p]}" for p, c in hung))
     return out, r, how, dropped
 
 
