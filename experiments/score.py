@@ -198,11 +198,9 @@ def run(workdir, images, out, *, top_k, method=None, boxes=None, stride=1, seed=
     data_dir = data_dir_for(workdir, data_dir)
     check_out(out, images, overwrite)
     inputs = rank.open_inputs(images, stride=stride, boxes=boxes)
-    if not 1 <= top_k <= len(inputs.names):
-        raise rank.InputError(f"--top_k={top_k} but {images} holds {len(inputs.names)} "
-                              f"{'frames' if inputs.kind == 'video' else 'images'}"
-                              f"{f' (stride {stride})' if inputs.kind == 'video' else ''}: "
-                              f"choose 1..{len(inputs.names)}")
+    rank.check_top_k(inputs, top_k, str(images))
+    for line in inputs.describe():
+        log(f"--boxes={boxes}: {line}")
     if label_studio_root is not None:  # the images must be below Label Studio's document root
         export.local_files_prefix(out.resolve() / "frames" if inputs.kind == "video" else images,
                                   label_studio_root)

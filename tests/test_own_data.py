@@ -196,3 +196,61 @@ def test_never_labelled_joints_hang_as_leaves_off_a_spine_of_labelled_joints():
     assert not set(never) & set(parent.values())        # leaves: nobody hangs off them
     assert "nose under left_shoulder" in how or "nose under right_shoulder" in how
     assert "hung as leaves (kept out of the tree's spine): left_eye under nose" in how
+
+
+# ----------------------------------------------------------------------------- several people
+
+def _boxes_file(path, listed):
+    """A COCO person-boxes file: {file_name: [bbox, ...]} (an entry "crowd" is a crowd region)."""
+    images, anns = [], []
+    for k, (name, boxes) in enumerate(listed.items()):
+        images.append({"id": k + 1, "file_name": name})
+        for b in boxes:
+            anns.append({"id": len(anns) + 1, "image_id": k + 1, "category_id": 1,
+                         **({"bbox": [0, 0, 30, 30], "iscrowd": 1} if b == "crowd"
+                            else {"bbox": b})})
+    path.write_text(json.dumps({"images": images, "annotations": anns,
+                                "categories": [{"id": 1, "name": "person"}]}))
+    return path
+
+
+def test_inputs_missing_from_the_boxes_file_are_scored_whole_and_top_k_is_checked_first(tmp_path):
+    from vl4pose_jax import rank
+    folder = tmp_path / "new"
+    (folder / "sub").mkdir(parents=True)
+    for name in ("a.png", "b.png", "c.png", "sub/d e.png"):
+        Image.new("RGB", (20, 16)).save(folder / name)
+    boxes = _boxes_file(tmp_path / "boxes.json", {
+        "a.png": [[0, 0, 8, 14], [10, 0, 8, 14], "crowd"], "b.png": []})
+    inputs = rank.open_inputs(folder, boxes=boxes)
+    assert [(inputs.names[p], k, b is None) for p, k, b in inputs.crops] == [
+        ("a.png", 0, False), ("a.png", 1, False), ("c.png", 0, True), ("sub/d e.png", 0, True)]
+    assert inputs.scorable == 3
+    assert inputs.describe() == [
+        "2 input(s) not in the boxes file scored as one whole-image crop each (a whole image "
+        "with several people is one crop straddling them), e.g. c.png",
+        "1 input(s) listed in the boxes file with no box (no person) not scored, e.g. b.png"]
+    with pytest.raises(rank.InputError, match=r"^--top_k=4 but new holds 4 images, of which 1 "
+                       r"have no person box and are not scored: choose 1\.\.3$"):
+        rank.check_top_k(inputs, 4, "new")
+    rank.check_top_k(inputs, 3, "new")
+
+
+def test_a_crowded_image_does_not_crowd_the_top():
+    """An image's score is the mean of its people's: five people of whom one is unusual rank
+    below one image whose single person is more unusual than their mean (the maximum would
+    put the crowd first: one chance per person). Selection-order methods keep their order."""
+    from vl4pose_jax import rank
+    inputs = rank.Inputs("images", pathlib.Path("."), ["crowd.png", "one.png", "dull.png"],
+                         [-1] * 3, [(0, k, None) for k in range(5)] + [(1, 0, None), (2, 0, None)])
+    scores = np.array([1.0, 1.0, 1.0, 1.0, 5.0, 4.0, 0.5])
+    ok = np.ones(7, bool)
+    order = rank._crop_order(scores, np.zeros(0, np.int64), ok)
+    assert order.tolist()[:2] == [4, 5]                 # per person: the crowd's odd one first
+    image_order, image_score, image_rank = rank._image_ranking(inputs, order, scores, ok)
+    assert image_order.tolist() == [1, 0, 2] and image_rank.tolist() == [2, 1, 3]
+    np.testing.assert_allclose(image_score, [1.8, 4.0, 0.5])
+    sel = np.array([6, 0])                               # a greedy method picked these first
+    order = rank._crop_order(scores, sel, ok)
+    image_order, _, _ = rank._image_ranking(inputs, order, scores, ok, selected=2)
+    assert image_order.tolist() == [2, 0, 1]

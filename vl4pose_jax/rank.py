@@ -15,9 +15,14 @@ flat whatever the number of inputs; only per-crop scores and keypoints are kept.
 
 Scores are the acquisition method's own (`acquisition.select` on a pool of every crop; VL4Pose:
 the negative log-likelihood of the predicted pose under the skeleton model, higher = more
-unusual, computed in the same pass as the keypoints). An input's score is its highest crop
-score; inputs are ranked by the method's selection order for the first `top_k` crops, then by
-score (highest first), so a geometric method (Core-Set) keeps its greedy order. Predicted
+unusual, computed in the same pass as the keypoints). Crops (people) are ranked by the method's
+selection order for the first `top_k` crops, then by score (`Scored.order`, `person_rank`). An
+input's score is the mean of its crops' scores, so an image of many people is ranked by its
+typical person, not given one chance at the top per person; inputs are ranked by the method's
+selection order, then by that score (highest first), so a geometric method (Core-Set) keeps
+its greedy order. With person boxes, an input the boxes file does not list is one whole-image
+crop (said in the output); one listed with no box is not scored. Without boxes an image of
+several people is one whole-image crop whose pose straddles them: give boxes for such images. Predicted
 keypoints are mapped from heatmap cells back to the original image's pixels through the crop.
 Images are taken upright (EXIF orientation applied, `formats.upright`): sizes, boxes and
 keypoints are those of the picture as viewers and annotation tools show it.
@@ -57,16 +62,37 @@ def _natural(name: str):
 class Inputs:
     """What to score. `names`: one per input (an image file relative to `root`, or a video frame
     name); `frames`: the frame number per input (-1 for images); `crops`: (input position,
-    person, box (4,) or None) per crop."""
+    person, box (4,) or None) per crop. With person boxes: `whole_image` the inputs the boxes
+    file does not list (one whole-image crop each), `no_person` those it lists without a box
+    (no crop: not scored)."""
     kind: str                   # "images" or "video"
     root: pathlib.Path          # the folder (images) or the video file
     names: list
     frames: list
     crops: list
     stride: int = 1
+    whole_image: list = dataclasses.field(default_factory=list)
+    no_person: list = dataclasses.field(default_factory=list)
 
     def __len__(self):
         return len(self.crops)
+
+    @property
+    def scorable(self) -> int:
+        """How many inputs have at least one crop (at most this many can be ranked)."""
+        return len({c[0] for c in self.crops})
+
+    def describe(self) -> list:
+        """Lines saying which inputs the boxes did not cover (empty without boxes)."""
+        lines = []
+        if self.whole_image:
+            lines.append(f"{len(self.whole_image)} input(s) not in the boxes file scored as one "
+                         "whole-image crop each (a whole image with several people is one crop "
+                         f"straddling them), e.g. {self.names[self.whole_image[0]]}")
+        if self.no_person:
+            lines.append(f"{len(self.no_person)} input(s) listed in the boxes file with no box "
+                         f"(no person) not scored, e.g. {self.names[self.no_person[0]]}")
+        return lines
 
 
 def _frame_name(video: pathlib.Path, frame: int) -> str:
@@ -107,12 +133,15 @@ def open_inputs(path, *, stride: int = 1, boxes=None) -> Inputs:
     else:
         raise InputError(f"{path}: not found")
     crops = [(i, 0, None) for i in range(len(names))]
+    whole, empty = [], []
     if boxes is not None:
-        crops = _crops_from_boxes(boxes, names)
-    return Inputs(kind, path, names, frames, crops, stride)
+        crops, whole, empty = _crops_from_boxes(boxes, names)
+    return Inputs(kind, path, names, frames, crops, stride, whole, empty)
 
 
-def _crops_from_boxes(boxes_path, names) -> list:
+def _crops_from_boxes(boxes_path, names):
+    """(crops, inputs the file does not list: one whole-image crop each, inputs it lists with
+    no box: none)."""
     boxes_path = pathlib.Path(boxes_path)
     raw = coco.read_coco_boxes(boxes_path)
     position = {n: i for i, n in enumerate(names)}
@@ -126,10 +155,14 @@ def _crops_from_boxes(boxes_path, names) -> list:
     if missing:
         raise InputError(f"{boxes_path}: field `images[].file_name`: {len(missing)} file(s) not "
                          f"among the inputs, e.g. {missing[:3]}")
+    whole = [i for i, n in enumerate(names) if n not in raw]
+    empty = [position[n] for n in raw if not raw[n]]
+    crops += [(i, 0, None) for i in whole]
     if not crops:
-        raise InputError(f"{boxes_path}: field `annotations[].bbox`: no person box")
+        raise InputError(f"{boxes_path}: field `annotations[].bbox`: no person box, and every "
+                         "input is listed: nothing to score")
     crops.sort(key=lambda c: (c[0], c[1]))
-    return crops
+    return crops, whole, sorted(empty)
 
 
 class _Reader:
@@ -222,6 +255,18 @@ def _prepare(args):
     return out, (width, height), crop
 
 
+def check_top_k(inputs: Inputs, top_k: int, where: str = "the input"):
+    """InputError (before any work) unless 1 <= `top_k` <= the inputs that have a crop."""
+    kind = "frames" if inputs.kind == "video" else "images"
+    if not 1 <= top_k <= inputs.scorable:
+        raise InputError(
+            f"--top_k={top_k} but {where} holds {len(inputs.names)} {kind}"
+            + (f" (stride {inputs.stride})" if inputs.kind == "video" else "")
+            + (f", of which {len(inputs.no_person)} have no person box and are not scored"
+               if inputs.no_person else "")
+            + f": choose 1..{inputs.scorable}")
+
+
 def check_method(method: str, run_method: str):
     """The acquisition method `method` if it can score new images with a run trained by
     `run_method` (known, human pose, its auxiliary head the run's), else InputError naming
@@ -244,7 +289,9 @@ class Scored:
     """Per crop (N): `score`, `joints_px` (N, J, 2) in original pixels, `size` (N, 2) image
     width/height, `crop` (N, 3) centre x, y and side, `ok` (N,) False for skipped corrupt
     inputs; per input (M): `image_score`, `image_order` (input positions, best first),
-    `image_rank` (M,) 1-based, 0 for skipped; `order` crop positions in ranking order."""
+    `image_rank` (M,) 1-based, 0 for skipped; `order` crop positions in ranking order,
+    `person_rank` (N,) each crop's (person's) 1-based place in it, 0 for skipped. An input's
+    score is the mean of its crops' (`_image_ranking`)."""
     inputs: Inputs
     skeleton: object
     method: str
@@ -258,6 +305,7 @@ class Scored:
     image_order: np.ndarray
     image_rank: np.ndarray
     skipped: list
+    person_rank: np.ndarray = None
 
 
 def score(trained, inputs: Inputs, *, top_k: int, method: str | None = None,
@@ -269,10 +317,7 @@ def score(trained, inputs: Inputs, *, top_k: int, method: str | None = None,
     if config.task != "heatmap":
         raise InputError("scoring new images needs a human-pose (heatmap) run; "
                          f"{config.dataset!r} is a hand dataset")
-    if not 1 <= top_k <= len(inputs.names):
-        raise InputError(f"--top_k={top_k} but the input has {len(inputs.names)} "
-                         f"{'frames' if inputs.kind == 'video' else 'images'}: choose 1.."
-                         f"{len(inputs.names)}")
+    check_top_k(inputs, top_k)
     m = check_method(method, trained.method)
     head = m.aux_head("heatmap")
     if head is not None and (trained.nets.aux is None or trained.nets.aux.head != head):
@@ -352,9 +397,12 @@ def score(trained, inputs: Inputs, *, top_k: int, method: str | None = None,
     mid = (size - 1) / 2.0
     joints_px = (q - mid) / f[:, None, None] + crops[:, None, :2]
     order = _crop_order(scores, sel_order, ok)
-    image_order, image_score, image_rank = _image_ranking(inputs, order, scores, ok)
+    image_order, image_score, image_rank = _image_ranking(
+        inputs, order, scores, ok, selected=int(sum(bool(ok[i]) for i in sel_order)))
+    person_rank = np.zeros((n,), np.int64)
+    person_rank[order] = np.arange(1, len(order) + 1)
     return Scored(inputs, skeleton, method, scores, joints_px, sizes, crops, ok, order,
-                  image_score, image_order, image_rank, skipped)
+                  image_score, image_order, image_rank, skipped, person_rank)
 
 
 def _describe(inputs: Inputs, pos: int) -> str:
@@ -374,19 +422,30 @@ def _crop_order(scores, sel_order, ok) -> np.ndarray:
     return np.concatenate([np.asarray(first, np.int64), rest]).astype(np.int64)
 
 
-def _image_ranking(inputs: Inputs, order, scores, ok):
+def _image_ranking(inputs: Inputs, order, scores, ok, selected: int = 0):
+    """(image_order, image_score, image_rank). An input's score is the MEAN of its scored
+    crops (people), so an image of many people ranks by its typical person: a crowd does not
+    get one chance at the top per person, as the maximum would give it. Inputs reached by the
+    method's own selection (the first `selected` crops of `order`, e.g. Core-Set's greedy
+    picks) come first, in that order; the others follow by score, highest first (NaN last,
+    ties by position). Inputs without a scored crop get rank 0."""
     m = len(inputs.names)
-    image_score = np.full((m,), np.nan)
+    total, count = np.zeros((m,)), np.zeros((m,))
     for i, (pos, _, _) in enumerate(inputs.crops):
         if ok[i] and not np.isnan(scores[i]):
-            image_score[pos] = np.fmax(image_score[pos], scores[i])
+            total[pos] += scores[i]
+            count[pos] += 1
+    image_score = np.where(count > 0, total / np.maximum(count, 1), np.nan)
     seen, image_order = set(), []
-    for i in order:
+    for i in order[:selected]:
         pos = inputs.crops[int(i)][0]
         if pos not in seen:
             seen.add(pos)
             image_order.append(pos)
-    image_order = np.asarray(image_order, np.int64)
+    rest = sorted({inputs.crops[int(i)][0] for i in order[selected:]} - seen,
+                  key=lambda p: (np.isnan(image_score[p]),
+                                 -image_score[p] if not np.isnan(image_score[p]) else 0.0, p))
+    image_order = np.asarray(image_order + rest, np.int64)
     image_rank = np.zeros((m,), np.int64)
     image_rank[image_order] = np.arange(1, len(image_order) + 1)
     return image_order, image_score, image_rank

@@ -278,7 +278,9 @@ def read_coco(path, *, category=None, require_annotations=True) -> CocoFile:
 
 def read_coco_boxes(path) -> dict:
     """{file_name: [(x0, y0, x1, y1), ...]} from a COCO file of person boxes (`bbox` per
-    annotation; keypoints not needed), people in annotation-id order."""
+    annotation; keypoints not needed), people in annotation-id order. Every listed image is a
+    key, one with no box (no person found) with an empty list; a crowd region (`iscrowd`)
+    is not one person and is left out."""
     path = pathlib.Path(path)
     raw = load_json(path)
     if not isinstance(raw, dict):
@@ -291,12 +293,14 @@ def read_coco_boxes(path) -> dict:
         if not isinstance(im, dict) or "id" not in im or "file_name" not in im:
             raise field_error(path, f"images[{i}]", "needs `id` and `file_name`")
         names[im["id"]] = check_file_name(im["file_name"], path, f"images[{i}].file_name")
-    out: dict = {}
+    out: dict = {name: [] for name in names.values()}
     anns = sorted(enumerate(raw["annotations"]),
                   key=lambda t: (t[1].get("id", t[0]) if isinstance(t[1], dict) else t[0], t[0]))
     for i, ann in anns:
         if not isinstance(ann, dict) or ann.get("image_id") not in names:
             raise field_error(path, f"annotations[{i}].image_id", "missing or not an image id")
+        if ann.get("iscrowd"):
+            continue
         bbox = ann.get("bbox")
         try:
             x, y, w, h = (float(t) for t in bbox)
