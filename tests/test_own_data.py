@@ -254,3 +254,36 @@ def test_a_crowded_image_does_not_crowd_the_top():
     order = rank._crop_order(scores, sel, ok)
     image_order, _, _ = rank._image_ranking(inputs, order, scores, ok, selected=2)
     assert image_order.tolist() == [2, 0, 1]
+
+
+# ----------------------------------------------------------------------------- merge again
+
+def test_merge_reports_corrected_labels_and_applies_them_with_replace_labels(tmp_path):
+    manual = write_coco17(tmp_path / "m", rotated=False, extras=False)
+    data_dir = tmp_path / "tfds"
+    commands.prepare(manual, data_dir=data_dir, log_fn=lambda *a: None)
+    fixed = json.loads((manual / "train.json").read_text())
+    ann = next(a for a in fixed["annotations"] if a["image_id"] == 17)
+    ann["keypoints"][5 * 3] += 3.0                         # left_shoulder moved 3 px
+    (tmp_path / "fixed.json").write_text(json.dumps(fixed))
+    printed = []
+    result = commands.merge(manual, tmp_path / "fixed.json", images=manual / "images",
+                            data_dir=data_dir, log_fn=printed.append)
+    assert result["corrected"] == ["train_01.png"] and result["replaced"] == []
+    assert any("1 image(s) already in" in p and "--replace_labels" in p for p in printed)
+    before = (manual / "train.json").read_text()
+    assert not list(manual.glob("train.*.json"))          # nothing written
+    result = commands.merge(manual, tmp_path / "fixed.json", images=manual / "images",
+                            data_dir=data_dir, replace_labels=True, log_fn=printed.append)
+    assert result["replaced"] == ["train_01.png"]
+    (backup,) = manual.glob("train.*.json")
+    assert backup.read_text() == before
+    after = json.loads((manual / "train.json").read_text())
+    (new_ann,) = [a for a in after["annotations"] if a["image_id"] == 17]
+    assert new_ann["keypoints"][15] == pytest.approx(ann["keypoints"][15])
+    assert new_ann["id"] > max(a["id"] for a in fixed["annotations"])
+    from vl4pose_jax import data
+    source = data.load("coco_keypoints", "train", data_dir=data_dir)
+    (ex,) = [source[i] for i in range(len(source))
+             if transforms.as_str(source[i]["id"]) == "train_01.png#0"]
+    assert ex["joints"][5, 0] == pytest.approx(ann["keypoints"][15])   # the dataset follows

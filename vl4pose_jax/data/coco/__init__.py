@@ -43,7 +43,10 @@ Decisions:
     The PCK normaliser is 0.5 x the box's longer side (pck@0.2 = 10 % of the person's size).
   * Ids: `<file_name>#<k>`, k = the person's position among its image's annotations sorted by
     annotation id. Merging appends new images with new image and annotation ids (max + 1), and
-    never touches an image already labelled, so every id of the dataset stays stable. An exact
+    never touches an image already labelled, so every id of the dataset stays stable; an
+    image of train.json that the merged file labels otherwise (corrected labels) is reported,
+    and with `--replace_labels` its people are replaced (its image id kept, the old
+    train.json kept as `train.<date>.json`). An exact
     copy of an annotation (same image, keypoints and bbox) is skipped and counted, as are
     annotations of other categories, crowd ones and ones with no labelled keypoint.
   * Absurd input: a labelled joint with NaN/Inf coordinates or more than one image size
@@ -74,5 +77,5 @@ from vl4pose_jax.data.coco.dataset import (DOWNLOAD, DOWNLOAD_HELP, META_FILE, N
                                            skeleton_from_meta, spec)
 from vl4pose_jax.data.coco.files import (FORMAT_HELP, CocoError, CocoFile, Person, bbox_corners,
                                          check_file_name, flip_pairs, inside, keypoint_category,
-                                         mean_distances, never_labelled, read_coco,
-                                         read_coco_boxes, tree_links)
+                                         labelled_images, mean_distances, never_labelled,
+                                         read_coco, read_coco_boxes, tree_links)

@@ -1,7 +1,7 @@
 """`python -m vl4pose_jax.data.coco merge`: annotated labels into a COCO dataset, then a rebuild.
 
     python -m vl4pose_jax.data.coco merge --manual_dir=DIR --annotations=ANNOTATED.json \
-        --images=FOLDER [--data_dir=...] [--skip_corrupt]
+        --images=FOLDER [--data_dir=...] [--skip_corrupt] [--replace_labels]
 
 The command line of `commands.merge` (a transaction on DIR: see `commands`); `--helpfull` prints
 the guide of `vl4pose_jax.data.coco`. Exit status 0, 1 on bad input, a folder in use or an I/O
@@ -22,12 +22,13 @@ def main(argv):
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if len(argv) != 2 or argv[1] != "merge":
         print("usage: python -m vl4pose_jax.data.coco merge --manual_dir=DIR "
-              "--annotations=FILE [--images=FOLDER] [--data_dir=...] [--skip_corrupt]",
+              "--annotations=FILE [--images=FOLDER] [--data_dir=...] [--skip_corrupt] "
+              "[--replace_labels]",
               file=sys.stderr)
         return 2
     try:
         commands.merge(f.manual_dir, f.annotations, images=f.images, data_dir=f.data_dir,
-                       skip_corrupt=f.skip_corrupt)
+                       skip_corrupt=f.skip_corrupt, replace_labels=f.replace_labels)
     except (coco.CocoError, OSError, base.CorruptImageError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -47,6 +48,10 @@ def _define_flags():
     flags.DEFINE_string("data_dir", None, "TFDS data directory of the dataset.")
     flags.DEFINE_bool("skip_corrupt", False, "Leave out new images that do not decode (and "
                       "their people), counted and listed, instead of stopping.")
+    flags.DEFINE_bool("replace_labels", False, "Images already in train.json that the file "
+                      "labels otherwise (corrected labels): replace their people by the file's "
+                      "(the old train.json is kept as train.<date>.json). Without it they are "
+                      "only reported.")
     flags.mark_flags_as_required(["manual_dir", "annotations"])
 
 

@@ -422,8 +422,38 @@ def _check_orientation(new_path, im: dict, src: pathlib.Path, size) -> None:
             "and label it again.")
 
 
+def _annotation(p, ann_id, image_id, cat_id) -> dict:
+    """The COCO annotation of person `p` (`files.Person`) under the given ids."""
+    v = np.where(p.visibility == 1, 2, np.where(p.visibility == 0, 1, 0))
+    kps = []
+    for (x, y), vv in zip(p.joints.tolist(), v.tolist()):
+        kps += [float(x), float(y), int(vv)] if vv else [0.0, 0.0, 0]
+    ann = dict(id=ann_id, image_id=image_id, category_id=cat_id, keypoints=kps,
+               num_keypoints=int((v > 0).sum()), iscrowd=0)
+    if p.has_bbox:
+        x0, y0, x1, y1 = (float(t) for t in p.box)
+        ann.update(bbox=[x0, y0, x1 - x0, y1 - y0], area=(x1 - x0) * (y1 - y0))
+    return ann
+
+
+def _same_people(old, new, tol_px: float = 0.01) -> bool:
+    """Whether two images' people (`files.Person`, in their k order) carry the same labels:
+    as many people, the same visibility, labelled joints within `tol_px`."""
+    old, new = sorted(old, key=lambda p: p.k), sorted(new, key=lambda p: p.k)
+    if len(old) != len(new):
+        return False
+    for a, b in zip(old, new):
+        if not np.array_equal(a.visibility, b.visibility):
+            return False
+        on = a.visibility >= 0
+        if on.any() and not np.allclose(a.joints[on], b.joints[on], atol=tol_px, equal_nan=True):
+            return False
+    return True
+
+
 def merge(manual_dir, annotations, *, images=None, data_dir=None, rebuild=True,
-          skip_corrupt: bool = False, name: str = NAME, log_fn=print) -> dict:
+          skip_corrupt: bool = False, replace_labels: bool = False, name: str = NAME,
+          log_fn=print) -> dict:
     """Add the images of an annotated COCO file (any tool that writes COCO keypoints) to the
     labelled set `manual_dir/train.json`, copying the image files into `manual_dir/images/`,
     then rebuild the dataset, as one transaction (module doc). Images already in
@@ -433,8 +463,11 @@ def merge(manual_dir, annotations, *, images=None, data_dir=None, rebuild=True,
     `images_root` that `experiments.score` records in the file's `info` is only quoted in the
     error, never followed, so a shared file cannot make the tool read elsewhere). A new image
     that does not decode is an error naming it, or with `skip_corrupt` is left out with its
-    people (counted, listed). A labelled joint with NaN/Inf coordinates is an error. Returns
-    counts. A rerun after nothing new still builds a dataset that is missing."""
+    people (counted, listed). A labelled joint with NaN/Inf coordinates is an error. An image
+    already in train.json whose people the file labels otherwise (corrected labels) is
+    reported; with `replace_labels` its people are replaced by the file's (the image keeps its
+    id; the old train.json is kept as `train.<date>.json`). Images of test/pool.json are never
+    changed. Returns counts. A rerun after nothing new still builds a dataset that is missing."""
     manual = pathlib.Path(manual_dir)
     if not manual.is_dir():
         raise FileNotFoundError(f"{name}: manual directory {manual} does not exist.\n{DOWNLOAD}")
@@ -442,11 +475,11 @@ def merge(manual_dir, annotations, *, images=None, data_dir=None, rebuild=True,
         recover(manual, log_fn=log_fn)
         return _merge_locked(manual, annotations, images=images, data_dir=data_dir,
                              rebuild=rebuild, skip_corrupt=skip_corrupt, name=name,
-                             log_fn=log_fn)
+                             log_fn=log_fn, replace_labels=replace_labels)
 
 
 def _merge_locked(manual, annotations, *, images, data_dir, rebuild, skip_corrupt, name,
-                  log_fn) -> dict:
+                  log_fn, replace_labels=False) -> dict:
     train_path = manual / "train.json"
     train = read_coco(train_path)
     new = read_coco(annotations, require_annotations=True)
@@ -469,12 +502,17 @@ def _merge_locked(manual, annotations, *, images, data_dir, rebuild, skip_corrup
             other = read_coco(manual / SPLIT_FILES[split], require_annotations=False)
             known |= {im["file_name"] for im in other.images.values()}
     labelled_ids = {p.image_id for p in new.people}
-    add, skipped, corrupt, created = [], [], [], []
+    train_ids = {im["file_name"]: i for i, im in train.images.items()}
+    add, skipped, corrupt, created, corrected = [], [], [], [], []
     for image_id, im in new.images.items():
         if image_id not in labelled_ids:
             continue
         if im["file_name"] in known:
             skipped.append(im["file_name"])
+            if im["file_name"] in train_ids and not _same_people(
+                    [p for p in train.people if p.image_id == train_ids[im["file_name"]]],
+                    [p for p in new.people if p.image_id == image_id]):
+                corrected.append((image_id, train_ids[im["file_name"]], im["file_name"]))
             continue
         src = inside(images, im["file_name"])
         if not src.is_file():
@@ -518,21 +556,19 @@ def _merge_locked(manual, annotations, *, images, data_dir, rebuild, skip_corrup
         entry["id"] = next_image
         raw["images"].append(entry)
         for p in sorted((p for p in new.people if p.image_id == image_id), key=lambda p: p.k):
-            v = np.where(p.visibility == 1, 2, np.where(p.visibility == 0, 1, 0))
-            kps = []
-            for (x, y), vv in zip(p.joints.tolist(), v.tolist()):
-                kps += [float(x), float(y), int(vv)] if vv else [0.0, 0.0, 0]
-            ann = dict(id=next_ann, image_id=next_image, category_id=cat_id, keypoints=kps,
-                       num_keypoints=int((v > 0).sum()), iscrowd=0)
-            if p.has_bbox:
-                x0, y0, x1, y1 = (float(t) for t in p.box)
-                ann.update(bbox=[x0, y0, x1 - x0, y1 - y0], area=(x1 - x0) * (y1 - y0))
-            raw["annotations"].append(ann)
+            raw["annotations"].append(_annotation(p, next_ann, next_image, cat_id))
             next_ann += 1
             added_people += 1
         next_image += 1
+    replaced = corrected if replace_labels else []
+    for new_id, train_id, _ in replaced:   # the image keeps its id; its people are replaced
+        raw["annotations"] = [a for a in raw["annotations"] if a.get("image_id") != train_id]
+        for p in sorted((p for p in new.people if p.image_id == new_id), key=lambda p: p.k):
+            raw["annotations"].append(_annotation(p, next_ann, train_id, cat_id))
+            next_ann += 1
     result = dict(added_images=len(add), added_people=added_people,
                   already_labelled=len(skipped), skipped_examples=skipped[:5],
+                  corrected=[c[2] for c in corrected], replaced=[c[2] for c in replaced],
                   corrupt=corrupt, skipped_annotations=dict(new.skipped),
                   train_images=len(raw["images"]))
     log_fn(f"merging {new.path}: {len(add)} new images ({added_people} people) for "
@@ -540,7 +576,15 @@ def _merge_locked(manual, annotations, *, images, data_dir, rebuild, skip_corrup
            + (f"; {len(corrupt)} corrupt image(s) skipped: {corrupt[:5]}" if corrupt else "")
            + "".join("; " + line for line in _skipped_line(
                new.skipped, new.skipped_examples, "annotations skipped: ")))
-    if not add:
+    if corrected:
+        names = [c[2] for c in corrected]
+        log_fn(f"{len(corrected)} image(s) already in {train_path} come with other labels "
+               f"(corrected?), e.g. {names[:3]}: "
+               + ("their labels are replaced by the new ones (the old train.json is kept as "
+                  "train.<date>.json)" if replace_labels else
+                  "left as they were; rerun with --replace_labels to apply the new labels (the "
+                  "old train.json is kept as train.<date>.json)"))
+    if not add and not replaced:
         if rebuild and not builders.get_builder(name, data_dir=data_dir).is_prepared():
             log_fn(f"{name} is not built in {data_dir or base.default_data_dir()}: building it")
             prepare(manual, data_dir=data_dir, skip_corrupt=skip_corrupt, name=name,
@@ -570,5 +614,7 @@ def _merge_locked(manual, annotations, *, images, data_dir, rebuild, skip_corrup
                       log_fn=log_fn, what=f"merge of {new.path}", created_images=created,
                       new_train=raw, rebuild=rebuild)
     log_fn(f"merged {new.path}: {len(add)} new images ({added_people} people) added to "
-           f"{train_path}" + (f"; {name} rebuilt in {data_dir_path}" if rebuild else ""))
+           f"{train_path}" + (f"; the labels of {len(replaced)} image(s) replaced"
+                              if replaced else "")
+           + (f"; {name} rebuilt in {data_dir_path}" if rebuild else ""))
     return result
