@@ -18,12 +18,15 @@ workdir recorded (`workdir.recorded_data`; a given one holding another dataset i
 `--out` may not be a file, lie under one, or overlap `--images`; `--overwrite` replaces only a
 folder holding an earlier output of this command (the marker), never inputs, a dataset or a
 workdir; a lock beside `--out` keeps two runs apart and the unfinished folders of killed runs
-are removed; Ctrl-C exits 130 with nothing written. Next step: annotate top_k.coco.json in
+are removed; Ctrl-C exits 130 with nothing written. Images already in the run's COCO dataset
+(the same file content as one its train/test/pool.json lists) are left out and said, unless
+`--include_labelled`. The output is readable by all (folders 0o755, files 0o644). Next step: annotate top_k.coco.json in
 any COCO keypoints tool, then `python -m vl4pose_jax.data.coco merge`.
 """
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 import shutil
 import sys
@@ -60,6 +63,9 @@ def define_flags():
                         "(LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT); the images must be in a "
                         "subfolder of it and the tasks' URLs are made from it.")
     flags.DEFINE_bool("progress", True, "Show a progress bar.")
+    flags.DEFINE_bool("include_labelled", False, "Also score images already in the run's COCO "
+                      "dataset (by default those with the same file content as a labelled "
+                      "image are left out, and said).")
 
 
 MARKER = ".vl4pose_score.json"   # in every --out this command wrote: --overwrite may replace it
@@ -184,13 +190,55 @@ def _load_trained(workdir, *, seed, data_dir, tries: int = 5):
     raise AssertionError("unreachable")
 
 
+def _leave_out_labelled(workdir, inputs, data_dir, log):
+    """`inputs` less the images already in the run's COCO dataset (the same file content as an
+    image train/test/pool.json lists: what a merge copied), said in one line; InputError when
+    nothing is left. Other datasets: `inputs` unchanged."""
+    from vl4pose_jax import rank  # pylint: disable=import-outside-toplevel
+    from vl4pose_jax import workdir as wd  # pylint: disable=import-outside-toplevel
+    from vl4pose_jax.data import coco  # pylint: disable=import-outside-toplevel
+    config = wd.load_config(workdir)
+    meta = (coco.read_meta(data_dir or config.data_dir, config.dataset)
+            if coco.is_coco(config.dataset) else None)
+    if not meta or not meta.get("manual_dir") or inputs.kind != "images":
+        return inputs
+    labelled = coco.labelled_images(meta["manual_dir"])
+    same = rank.same_files(inputs, labelled)
+    if not same:
+        return inputs
+    pos, path = next(iter(same.items()))
+    if len(same) == len(inputs.names):
+        raise rank.InputError(
+            f"every one of the {len(same)} inputs in {inputs.root} is already in the dataset "
+            f"{meta['manual_dir']} (the same file content, e.g. {inputs.names[pos]} = images/"
+            f"{labelled[path]}): nothing new to score. Pass --include_labelled to score them "
+            "anyway.")
+    log(f"{len(same)} input(s) already in the dataset {meta['manual_dir']} (the same file "
+        f"content) left out, e.g. {inputs.names[pos]} = images/{labelled[path]} "
+        "(--include_labelled scores them)")
+    return rank.without(inputs, same)
+
+
+def make_readable(out: pathlib.Path):
+    """Folders 0o755 and files 0o644 under `out` (and `out`), whatever the umask or the
+    temporary folder's 0o700: an annotation server running as another user reads them."""
+    os.chmod(out, 0o755)
+    for folder, dirs, files in os.walk(out):
+        for d in dirs:
+            os.chmod(os.path.join(folder, d), 0o755)
+        for f in files:
+            os.chmod(os.path.join(folder, f), 0o644)
+
+
 def run(workdir, images, out, *, top_k, method=None, boxes=None, stride=1, seed=None,
         batch_size=32, workers=None, data_dir=None, skip_corrupt=False, overwrite=False,
-        image_url_prefix=None, label_studio_root=None, progress=True, log=print):
+        image_url_prefix=None, label_studio_root=None, progress=True, log=print,
+        include_labelled=False):
     """The whole command as a library call; returns (out folder, `rank.Scored`). Every flag is
     checked before the model loads; `out` is replaced only when it holds an earlier output
     of this command; the run holds a lock beside `out` and first removes what killed runs
-    left there."""
+    left there. Images already in the run's COCO dataset are left out (said) unless
+    `include_labelled`; what is written is readable by all (`make_readable`)."""
     from vl4pose_jax import export, locking, rank  # pylint: disable=import-outside-toplevel
     out, images = pathlib.Path(out), pathlib.Path(images)
     check_flags(workdir, top_k=top_k, method=method, seed=seed, batch_size=batch_size,
@@ -198,6 +246,8 @@ def run(workdir, images, out, *, top_k, method=None, boxes=None, stride=1, seed=
     data_dir = data_dir_for(workdir, data_dir)
     check_out(out, images, overwrite)
     inputs = rank.open_inputs(images, stride=stride, boxes=boxes)
+    if not include_labelled:
+        inputs = _leave_out_labelled(workdir, inputs, data_dir, log)
     rank.check_top_k(inputs, top_k, str(images))
     for line in inputs.describe():
         log(f"--boxes={boxes}: {line}")
@@ -230,6 +280,7 @@ def run(workdir, images, out, *, top_k, method=None, boxes=None, stride=1, seed=
         (out / MARKER).write_text(json.dumps(
             {"written_by": "experiments.score", "workdir": str(workdir),
              "method": scored.method, "inputs": str(images)}, indent=1))
+        make_readable(out)
     finally:
         lock.release()
     log(f"scored {len(inputs.crops)} crops of {len(inputs.names)} "
@@ -255,7 +306,7 @@ def main(argv):
             batch_size=FLAGS.batch_size, workers=FLAGS.workers, data_dir=FLAGS.data_dir,
             skip_corrupt=FLAGS.skip_corrupt, overwrite=FLAGS.overwrite,
             image_url_prefix=FLAGS.image_url_prefix, label_studio_root=FLAGS.label_studio_root,
-            progress=FLAGS.progress)
+            progress=FLAGS.progress, include_labelled=FLAGS.include_labelled)
     except (protocol.SimulationError, rank.InputError, export.OutputError, coco.CocoError,
             builders.CorruptImageError, KeyError) as err:
         extra = (" (rerun with --skip_corrupt to skip such files and list them in skipped.txt)"

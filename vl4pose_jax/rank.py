@@ -139,6 +139,49 @@ def open_inputs(path, *, stride: int = 1, boxes=None) -> Inputs:
     return Inputs(kind, path, names, frames, crops, stride, whole, empty)
 
 
+def same_files(inputs: Inputs, known) -> dict:
+    """{input position: known file} for the image inputs whose bytes equal a file of `known`
+    (paths; e.g. the images of a labelled dataset). Only files of equal size are hashed."""
+    import hashlib  # pylint: disable=import-outside-toplevel
+    if inputs.kind != "images":
+        return {}
+    by_size: dict = {}
+    for path in known:
+        by_size.setdefault(pathlib.Path(path).stat().st_size, []).append(pathlib.Path(path))
+
+    def digest(path):
+        with open(path, "rb") as fh:
+            return hashlib.file_digest(fh, "sha1").hexdigest()
+
+    hashes: dict = {}
+    out = {}
+    for pos, name in enumerate(inputs.names):
+        path = inputs.root / name
+        candidates = by_size.get(path.stat().st_size, [])
+        if not candidates:
+            continue
+        for c in candidates:
+            if c not in hashes:
+                hashes[c] = digest(c)
+        mine = digest(path)
+        match = next((c for c in candidates if hashes[c] == mine), None)
+        if match is not None:
+            out[pos] = match
+    return out
+
+
+def without(inputs: Inputs, positions) -> Inputs:
+    """`inputs` less the inputs at `positions` (their crops too; the rest renumbered)."""
+    drop = set(int(p) for p in positions)
+    keep = [p for p in range(len(inputs.names)) if p not in drop]
+    new = {p: i for i, p in enumerate(keep)}
+    return dataclasses.replace(
+        inputs, names=[inputs.names[p] for p in keep], frames=[inputs.frames[p] for p in keep],
+        crops=[(new[p], k, b) for p, k, b in inputs.crops if p in new],
+        whole_image=[new[p] for p in inputs.whole_image if p in new],
+        no_person=[new[p] for p in inputs.no_person if p in new])
+
+
 def _crops_from_boxes(boxes_path, names):
     """(crops, inputs the file does not list: one whole-image crop each, inputs it lists with
     no box: none)."""

@@ -313,6 +313,27 @@ def read_coco_boxes(path) -> dict:
     return out
 
 
+def labelled_images(manual) -> dict:
+    """{path of an image file: file_name} for every image that `manual`'s train.json,
+    test.json or pool.json lists and that exists under `manual/images/` (names unchecked
+    files are skipped: this only finds what is already labelled)."""
+    manual = pathlib.Path(manual)
+    out = {}
+    for file in ("train.json", "test.json", "pool.json"):
+        if not (manual / file).is_file():
+            continue
+        raw = load_json(manual / file)
+        for im in (raw.get("images") or []) if isinstance(raw, dict) else []:
+            try:
+                name = check_file_name(im.get("file_name"), manual / file)
+                path = inside(manual / "images", name)
+            except (CocoError, AttributeError):
+                continue
+            if path.is_file():
+                out[path] = name
+    return out
+
+
 def valid_bbox(bbox):
     """(x0, y0, x1, y1) of a COCO [x, y, w, h] box with a finite, positive area, else None."""
     try:
