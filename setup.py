@@ -1,5 +1,5 @@
-"""Install with `pip install -e .` (library), `pip install -e .[test]` (plus the test tools) or
-`pip install -e .[test,labelstudio]` (plus the Label Studio server the round-trip test starts)."""
+"""Install with `pip install -e .` (library), `pip install -e .[test]` (plus the test tools);
+`.[labelstudio]` adds Label Studio beside it (see the note on the extra)."""
 import pathlib
 
 from setuptools import find_packages, setup
@@ -22,9 +22,11 @@ setup(
     install_requires=requirements,
     extras_require={
         "test": ["pytest>=9.2.0", "scikit-image>=0.26.0", "pycocotools>=2.0.11"],
-        # The Label Studio server of tests/test_labelstudio.py. 1.22.0 is the newest that
-        # co-installs: 1.23.x needs label-studio-sdk 2.1 -> opencv-python-headless < 4.13 ->
-        # numpy < 2.3, against our numpy >= 2.4.6 (1.23.2 passes the test from its own venv).
+        # Label Studio beside this project (tests/test_labelstudio.py finds it). 1.22.0 is the
+        # newest that co-installs: 1.23.x needs label-studio-sdk 2.1 -> opencv-python-headless
+        # < 4.13 -> numpy < 2.3, against our numpy >= 2.4.6. Its google-cloud-logging makes
+        # every command print a FutureWarning (Python 3.11) on stderr, so .ci/run and the
+        # README put Label Studio (1.23.2) in its own environment instead.
         "labelstudio": ["label-studio==1.22.0"],
     },
 )

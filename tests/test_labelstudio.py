@@ -1,8 +1,8 @@
 """The annotation round trip through a real Label Studio server (`export.py` ->
 Label Studio -> `vl4pose_jax.data.coco.labelstudio` -> `coco merge`).
 
-A Label Studio server (the `labelstudio` extra, installed by `.ci/run`; or any `label-studio`
-executable named by $VL4POSE_LABEL_STUDIO, e.g. one in its own environment) is started on
+A Label Studio server ($VL4POSE_LABEL_STUDIO: a `label-studio` executable, e.g. the one `.ci/run`
+installs in its own environment; else one beside this Python, the `labelstudio` extra) is started on
 127.0.0.1 in a temporary folder (its own data folder, a free port, strict prediction validation
 on) while a micro model trains on a 12-image COCO dataset cut from LSPET. The model ranks 4 new
 images (one with two person boxes); its Label Studio tasks are imported through the REST API
@@ -43,8 +43,9 @@ def _executable():
     path = os.environ.get("VL4POSE_LABEL_STUDIO") or shutil.which(
         "label-studio", path=str(pathlib.Path(sys.executable).parent))
     if not path:
-        pytest.skip("Label Studio is not installed: pip install -e '.[labelstudio]' (.ci/run "
-                    "does), or set VL4POSE_LABEL_STUDIO to a label-studio executable")
+        pytest.skip("Label Studio is not installed: set VL4POSE_LABEL_STUDIO to a label-studio "
+                    "executable (.ci/run installs one in .ci-venv/label-studio), or pip install "
+                    "-e '.[labelstudio]' beside this project")
     return path
 
 
