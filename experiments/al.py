@@ -105,7 +105,8 @@ flags.DEFINE_string("init_from", None, "Start round 0 from the newest trained st
                     "workdir (same method and dataset) instead of a fresh initialisation: "
                     "fine-tuning after merging new labels. Its dataset, method(s), preset and "
                     "data directory are read from that workdir for the flags left unset (a "
-                    "contradicting flag is refused). Part of the run's identity.")
+                    "contradicting flag is refused). Round 0 then trains --cycle_epochs (the "
+                    "fine-tuning schedule), not --epochs. Part of the run's identity.")
 flags.DEFINE_multi_string("method_options", [], "Options of a method's `select`, "
                           "METHOD:KEY=VALUE[,KEY=VALUE] (repeat the flag for several methods), "
                           "e.g. --method_options=vl4pose:num_peaks=5,mode=expected. Part of the "
@@ -115,14 +116,24 @@ flags.DEFINE_string("crash_at", None, "Testing only: 'round:R' aborts after roun
                     "R, to exercise resume.")
 
 
+# What --init_from carries over from the source run when neither a flag nor --protocol says
+# otherwise: its fine-tuning schedule (round 0 of a fine-tune trains cycle_epochs).
+CARRIED = ("cycle_epochs", "retrain", "batch_size", "lr", "lr_schedule", "optimizer_state",
+           "min_steps", "select_best", "early_stopping")
+
+
 def config_from_flags(source: dict | None = None) -> protocol.Config:
     """The run's `Config`: the flags given, the protocol's values for those left unset; with
     `source` (`init_from_settings`), its dataset, method, data directory and preset fill the
-    flags left unset."""
+    flags left unset, and (without --protocol) its schedule (`CARRIED`)."""
     source = source or {}
     fields = {name: getattr(FLAGS, name) for name in protocol.PROTOCOL_FIELDS}
     if "preset" in source and not FLAGS["preset"].present:
         fields["preset"] = source["preset"]
+    if FLAGS.protocol is None:   # the source's training schedule, for the flags left unset
+        for name in CARRIED:
+            if name in source and not FLAGS[name].present:
+                fields[name] = source[name]
     dataset = source.get("dataset", FLAGS.dataset)
     methods = FLAGS.method if FLAGS["method"].present else source.get("methods", FLAGS.method)
     data_dir = FLAGS.data_dir if FLAGS.data_dir is not None else source.get("data_dir")
@@ -164,7 +175,8 @@ def init_from_settings(source_workdir) -> dict:
             f"--init_from={source_workdir} fine-tunes that run's weights, but "
             + "; ".join(clash) + ". Leave these flags out (they are read from the run: "
             f"{wd.CONFIG_FILE} and {wd.DATA_FILE}) or start a new run without --init_from.")
-    out = {"dataset": source.dataset, "methods": list(source.methods), "preset": source.preset}
+    out = {"dataset": source.dataset, "methods": list(source.methods), "preset": source.preset,
+           **{name: getattr(source, name) for name in CARRIED}}
     if data_dir is not None:
         out["data_dir"] = data_dir
     return out

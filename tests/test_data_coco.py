@@ -256,13 +256,14 @@ def test_full_loop_on_real_images(loop):
     # Train again, starting from the previous weights.
     import dataclasses
     import jax
-    config = dataclasses.replace(loop["config"], init_from=str(loop["w1"]), epochs=0)
+    # --init_from trains the fine-tuning schedule (cycle_epochs), here none
+    config = dataclasses.replace(loop["config"], init_from=str(loop["w1"]), cycle_epochs=0)
     rows = simulate.run(config, base / "w2", log=lambda *a: None)
     assert rows[0]["num_labelled"] == len(new_ids)
     a = wd.load_trained(loop["w1"]).state.params
     b = wd.load_trained(base / "w2").state.params
     assert all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
-    config = dataclasses.replace(loop["config"], init_from=str(loop["w1"]), epochs=1)
+    config = dataclasses.replace(loop["config"], init_from=str(loop["w1"]), cycle_epochs=1)
     rows = simulate.run(config, base / "w3", log=lambda *a: None)
     assert rows[0]["num_labelled"] == len(new_ids)
 

@@ -4,6 +4,7 @@ phone photos, several people per image, crowd and box-only entries, rescoring af
 Tiny synthetic images (tens of pixels) so that each test takes seconds; the whole loop runs the
 real commands (prepare, a micro model, score, merge, fine-tune).
 """
+import dataclasses
 import io
 import json
 import pathlib
@@ -287,3 +288,92 @@ def test_merge_reports_corrected_labels_and_applies_them_with_replace_labels(tmp
     (ex,) = [source[i] for i in range(len(source))
              if transforms.as_str(source[i]["id"]) == "train_01.png#0"]
     assert ex["joints"][5, 0] == pytest.approx(ann["keypoints"][15])   # the dataset follows
+
+
+# ----------------------------------------------------------------------------- the whole loop
+
+def test_the_whole_loop_on_own_data(tmp_path, monkeypatch):
+    """prepare -> train (micro) -> score new images (a copy of a labelled one, a rotated phone
+    photo, a two-person image with boxes, the rest without) -> annotate -> merge -> rescore
+    (the merged images left out) -> fine-tune with the cycle schedule."""
+    import os
+    from experiments import score
+    from vl4pose_jax import protocol, simulate
+    from vl4pose_jax import workdir as wd
+    manual = write_coco17(tmp_path / "m")
+    data_dir = tmp_path / "tfds"
+    commands.prepare(manual, data_dir=data_dir, log_fn=lambda *a: None)
+    config = protocol.Config(dataset="coco_keypoints", methods=("vl4pose",), init_size=10**9,
+                             rounds=0, epochs=1, preset="micro", batch_size=8,
+                             data_dir=str(data_dir), progress=False, checkpoint_every=0)
+    simulate.run(config, tmp_path / "w1", log=lambda *a: None)
+    wd.record_data(tmp_path / "w1", config)
+    new = tmp_path / "new"
+    (new / "phone").mkdir(parents=True)
+    (new / "old copy.png").write_bytes((manual / "images" / "train_02.png").read_bytes())
+    (new / "phone" / "turned.jpg").write_bytes(
+        (manual / "images" / "phone" / "my photo.jpg").read_bytes() + b"\0")  # other bytes
+    two = [_pose(14, 28, 1.4), _pose(46, 28, 1.4)]
+    _picture(64, 52, two, 7).save(new / "two.png")
+    for i in range(3):
+        _picture(40, 52, [_pose(20, 28, 1.5)], 50 + i).save(new / f"n{i}.png")
+    boxes = _boxes_file(tmp_path / "boxes.json", {"two.png": [[3, 10, 22, 36], [35, 10, 22, 36]]})
+    said = []
+    umask = os.umask(0o077)
+    try:
+        out, scored = score.run(tmp_path / "w1", new, tmp_path / "out", top_k=5, boxes=boxes,
+                                progress=False, log=said.append)
+    finally:
+        os.umask(umask)
+    text = "\n".join(said)
+    assert "1 input(s) already in the dataset" in text and "old copy.png = images/train_02.png" in text
+    assert "4 input(s) not in the boxes file scored as one whole-image crop each" in text
+    assert "old copy.png" not in scored.inputs.names and len(scored.inputs.crops) == 6
+    assert sorted(scored.person_rank.tolist()) == list(range(1, 7))
+    assert out.stat().st_mode & 0o777 == 0o755
+    assert all(p.stat().st_mode & 0o777 == (0o755 if p.is_dir() else 0o644)
+               for p in out.rglob("*"))
+    top = json.loads((out / "top_k.coco.json").read_text())
+    by_name = {im["file_name"]: im for im in top["images"]}
+    assert (by_name["phone/turned.jpg"]["width"], by_name["phone/turned.jpg"]["height"]) == (40, 52)
+    assert sum(a["image_id"] == by_name["two.png"]["id"] for a in top["annotations"]) == 2
+    # an annotator corrects the pre-annotations (here: every joint put where it belongs)
+    truth = {"phone/turned.jpg": [_pose(20, 28, 1.6)], "two.png": two}
+    for ann in top["annotations"]:
+        name = next(im["file_name"] for im in top["images"] if im["id"] == ann["image_id"])
+        k = sum(a["image_id"] == ann["image_id"] and a["id"] < ann["id"]
+                for a in top["annotations"])
+        joints = truth.get(name, [_pose(20, 28, 1.5)])[k]
+        ann["keypoints"] = _ann(0, 0, joints)["keypoints"]
+    annotated = tmp_path / "annotated.json"
+    annotated.write_text(json.dumps(top))
+    result = commands.merge(manual, annotated, images=new, data_dir=data_dir,
+                            log_fn=lambda *a: None)
+    assert result["added_images"] == 5 and result["added_people"] == 6
+    merged = json.loads((manual / "train.json").read_text())
+    turned = next(im for im in merged["images"] if im["file_name"] == "phone/turned.jpg")
+    assert (turned["width"], turned["height"]) == (40, 52)
+    # rescoring: what was merged is left out; with nothing else, a one-paragraph refusal
+    from vl4pose_jax import rank
+    with pytest.raises(rank.InputError, match=r"every one of the 6 inputs .* is already in the "
+                       r"dataset .*--include_labelled"):
+        score.run(tmp_path / "w1", new, tmp_path / "out2", top_k=1, progress=False,
+                  log=said.append)
+    _picture(40, 52, [_pose(21, 27, 1.5)], 60).save(new / "n3.png")
+    said.clear()
+    _, again = score.run(tmp_path / "w1", new, tmp_path / "out2", top_k=1, progress=False,
+                         log=said.append)
+    assert again.inputs.names == ["n3.png"]
+    assert "6 input(s) already in the dataset" in "\n".join(said)
+    # fine-tuning from the first run trains the cycle schedule, not round 0's epochs
+    trained_epochs, fit = [], simulate.fit
+
+    def counting_fit(config, d, n, state, labelled, epochs, *args, **kwargs):
+        trained_epochs.append(epochs)
+        return fit(config, d, n, state, labelled, epochs, *args, **kwargs)
+
+    monkeypatch.setattr(simulate, "fit", counting_fit)
+    tuned = dataclasses.replace(config, init_from=str(tmp_path / "w1"), epochs=7,
+                                cycle_epochs=1)
+    rows = simulate.run(tuned, tmp_path / "w2", log=lambda *a: None)
+    assert trained_epochs == [1] and rows[0]["num_labelled"] == 13

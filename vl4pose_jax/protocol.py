@@ -68,7 +68,8 @@ class Config:
     processes decoding images (0: in the main process); grain splits the records among them, so
     the order of training batches, and hence the results, depend on the count. `init_from`: a
     workdir whose newest trained state (`workdir.load_trained`) starts round 0 instead of a fresh
-    initialisation (fine-tuning after labels were merged into the dataset).
+    initialisation (fine-tuning after labels were merged into the dataset); with 'finetune'
+    that round 0 trains `cycle_epochs`, the warm-started schedule, not `epochs`.
     `bayesian_deepprior`: every regression method trains Bayesian DeepPrior (evaluated as the
     MC mean), not only those that declare it, so that e.g. random selection is a fair baseline
     for them. A round's training (`fit`): `lr_schedule` 'constant', 'plateau' (the VL4Pose
@@ -187,6 +188,10 @@ PROTOCOLS = {
     # (rank new images with experiments.score); --rounds simulates on pool.json.
     "coco_keypoints": dict(init_size=10**9, budget=100, rounds=0, epochs=100, cycle_epochs=50,
                            retrain="finetune", preset="paper", batch_size=16, pre_subset=None),
+    # The same on a CPU in minutes (`--protocol=coco_cpu`): the 'tiny' hourglass (64 px input,
+    # 16 x 16 heatmaps), 30 epochs for the first training, 10 per fine-tuning (--init_from).
+    "coco_cpu": dict(init_size=10**9, budget=100, rounds=0, epochs=30, cycle_epochs=10,
+                     retrain="finetune", preset="tiny", batch_size=16, pre_subset=None),
     # Hands: every from-scratch round trains 30 epochs and at least 450 steps (the 500-image
     # round's 30 epochs at batch 32), so rounds differ only in their labels.
     "synthetic_hand": dict(init_size=200, budget=100, rounds=3, epochs=30, retrain="scratch",

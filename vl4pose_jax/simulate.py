@@ -181,7 +181,9 @@ def run_method(config: Config, d: Data, method: str, workdir: pathlib.Path, rows
     for rnd in range(start, config.rounds + 1):
         if rnd > 0 and config.retrain == "scratch":
             state = parallel.replicate(n.init(round_key(config.seed, rnd, "init")), mesh)
-        epochs = config.epochs if rnd == 0 or config.retrain == "scratch" else config.cycle_epochs
+        # --init_from fine-tunes: its round 0 is a cycle of the warm-started schedule
+        first = rnd == 0 and not config.init_from
+        epochs = config.epochs if first or config.retrain == "scratch" else config.cycle_epochs
         warm = config.init_from if rnd == 0 else config.retrain == "finetune"
         if warm and config.optimizer_state == "fresh":   # a new Adam, as the reference
             state = n.fresh_optimizer(state)
