@@ -377,3 +377,30 @@ def test_the_whole_loop_on_own_data(tmp_path, monkeypatch):
                                 cycle_epochs=1)
     rows = simulate.run(tuned, tmp_path / "w2", log=lambda *a: None)
     assert trained_epochs == [1] and rows[0]["num_labelled"] == 13
+
+
+def test_init_from_carries_the_source_schedule_and_coco_cpu_is_a_valid_protocol(tmp_path):
+    from experiments import al
+    from vl4pose_jax import protocol
+    from vl4pose_jax import workdir as wd
+    manual = write_coco17(tmp_path / "m", rotated=False, extras=False)
+    commands.prepare(manual, data_dir=tmp_path / "tfds", log_fn=lambda *a: None)
+    source = protocol.make_config("coco_keypoints", ("vl4pose",), protocol="coco_cpu",
+                                  data_dir=str(tmp_path / "tfds"), cycle_epochs=3,
+                                  lr_schedule="plateau")
+    assert (source.preset, source.epochs, source.rounds) == ("small", 30, 0)
+    protocol.check(source)
+    wd.check_config(source, tmp_path / "w0")
+    wd.record_data(tmp_path / "w0", source)
+    flags = al.FLAGS
+    try:
+        flags.unparse_flags()
+        flags(["al", f"--init_from={tmp_path / 'w0'}"])
+        c = al.config_from_flags(al.init_from_settings(tmp_path / "w0"))
+        assert (c.preset, c.cycle_epochs, c.lr_schedule, c.batch_size) == ("small", 3,
+                                                                          "plateau", 16)
+        flags.unparse_flags()
+        flags(["al", f"--init_from={tmp_path / 'w0'}", "--cycle_epochs=2"])
+        assert al.config_from_flags(al.init_from_settings(tmp_path / "w0")).cycle_epochs == 2
+    finally:
+        flags.unparse_flags()

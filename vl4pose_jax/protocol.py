@@ -188,10 +188,12 @@ PROTOCOLS = {
     # (rank new images with experiments.score); --rounds simulates on pool.json.
     "coco_keypoints": dict(init_size=10**9, budget=100, rounds=0, epochs=100, cycle_epochs=50,
                            retrain="finetune", preset="paper", batch_size=16, pre_subset=None),
-    # The same on a CPU in minutes (`--protocol=coco_cpu`): the 'tiny' hourglass (64 px input,
-    # 16 x 16 heatmaps), 30 epochs for the first training, 10 per fine-tuning (--init_from).
+    # The same on a CPU in minutes (`--protocol=coco_cpu`): the 'small' hourglass (128 px
+    # input, 32 x 32 heatmaps; a train step ~21 ms/image on 2 busy cores, benchmarks/models.py
+    # --preset=small --parts=hourglass), 30 epochs for the first training (300 images: ~3 min
+    # of steps), 10 per fine-tuning (--init_from).
     "coco_cpu": dict(init_size=10**9, budget=100, rounds=0, epochs=30, cycle_epochs=10,
-                     retrain="finetune", preset="tiny", batch_size=16, pre_subset=None),
+                     retrain="finetune", preset="small", batch_size=16, pre_subset=None),
     # Hands: every from-scratch round trains 30 epochs and at least 450 steps (the 500-image
     # round's 30 epochs at batch 32), so rounds differ only in their labels.
     "synthetic_hand": dict(init_size=200, budget=100, rounds=3, epochs=30, retrain="scratch",
