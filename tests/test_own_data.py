@@ -169,6 +169,7 @@ def test_prepare_builds_a_rotated_photo_upright_and_names_what_it_skips(tmp_path
     assert report["masked_joints"] == 0
     meta = coco.read_meta(tmp_path / "tfds")
     assert meta["never_labelled"] == list(NEVER)
+    assert coco.absent_joints(tmp_path / "tfds") == [1, 2, 3, 4]
     assert any(f"warning: joint(s) {list(NEVER)} are labelled in no person" in line
                for line in printed)
 

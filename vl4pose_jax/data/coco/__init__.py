@@ -73,8 +73,8 @@ Modules: `files` (reading and checking COCO files, the tree, flip pairs), `datas
 calls), `__main__` (the `merge` command line). This package re-exports `files` and `dataset`.
 """
 from vl4pose_jax.data.coco.dataset import (DOWNLOAD, DOWNLOAD_HELP, META_FILE, NAME, SPLIT_FILES,
-                                           CocoKeypoints, is_coco, meta_path, read_meta,
-                                           skeleton_from_meta, spec)
+                                           CocoKeypoints, absent_joints, is_coco, meta_path,
+                                           read_meta, skeleton_from_meta, spec)
 from vl4pose_jax.data.coco.files import (FORMAT_HELP, CocoError, CocoFile, Person, bbox_corners,
                                          check_file_name, flip_pairs, inside, keypoint_category,
                                          labelled_images, mean_distances, never_labelled,

@@ -56,6 +56,15 @@ def read_meta(data_dir=None, name: str = NAME):
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def absent_joints(data_dir=None, name: str = NAME) -> list:
+    """Indices of the joints no train.json person labels (`coco_meta.json`'s
+    `never_labelled`): exports write them as absent (COCO v = 0), not as guesses. [] for a
+    dataset prepared before this was recorded, or not prepared."""
+    meta = read_meta(data_dir, name) or {}
+    names = meta.get("names") or []
+    return [names.index(n) for n in meta.get("never_labelled") or [] if n in names]
+
+
 _RESOLVED: dict = {}  # name -> the spec last read without a data_dir (`spec`)
 
 
