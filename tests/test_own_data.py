@@ -405,3 +405,30 @@ def test_init_from_carries_the_source_schedule_and_coco_cpu_is_a_valid_protocol(
         assert al.config_from_flags(al.init_from_settings(tmp_path / "w0")).cycle_epochs == 2
     finally:
         flags.unparse_flags()
+
+
+def test_merge_refuses_a_photo_its_tool_labelled_sideways(tmp_path):
+    """An annotated file giving an EXIF-rotated photo its stored (sideways) size: refused,
+    nothing written; given the upright size it merges, and train.json says the upright size."""
+    manual = write_coco17(tmp_path / "m", n_train=3, extras=False)
+    commands.prepare(manual, data_dir=tmp_path / "tfds", log_fn=lambda *a: None)
+    new = tmp_path / "new"
+    new.mkdir()
+    (new / "p.jpg").write_bytes((manual / "images" / "phone" / "my photo.jpg").read_bytes()
+                                + b"\0")
+    raw = {"images": [{"id": 1, "file_name": "p.jpg", "width": 52, "height": 40}],
+           "annotations": [_ann(1, 1, _pose(20, 28, 1.6))], "categories": [CATEGORY]}
+    (tmp_path / "a.json").write_text(json.dumps(raw))
+    before = (manual / "train.json").read_text()
+    with pytest.raises(coco.CocoError, match=r"'p\.jpg' is 52 x 40 there, but the photo is shown "
+                       r"40 x 52 .*labelled it sideways"):
+        commands.merge(manual, tmp_path / "a.json", images=new, data_dir=tmp_path / "tfds",
+                       log_fn=lambda *a: None)
+    assert (manual / "train.json").read_text() == before and not (manual / "images/p.jpg").exists()
+    raw["images"][0].update(width=40, height=52)
+    (tmp_path / "a.json").write_text(json.dumps(raw))
+    commands.merge(manual, tmp_path / "a.json", images=new, data_dir=tmp_path / "tfds",
+                   log_fn=lambda *a: None)
+    merged = json.loads((manual / "train.json").read_text())
+    assert [(im["width"], im["height"]) for im in merged["images"]
+            if im["file_name"] == "p.jpg"] == [(40, 52)]

@@ -513,6 +513,11 @@ def _merge_locked(manual, annotations, *, images, data_dir, rebuild, skip_corrup
                     [p for p in train.people if p.image_id == train_ids[im["file_name"]]],
                     [p for p in new.people if p.image_id == image_id]):
                 corrected.append((image_id, train_ids[im["file_name"]], im["file_name"]))
+                if replace_labels:   # labelled upright, as the photo is shown?
+                    held = inside(manual / "images", im["file_name"])
+                    why, shown = _decoded_size(held)
+                    if why is None:
+                        _check_orientation(new.path, im, held, shown)
             continue
         src = inside(images, im["file_name"])
         if not src.is_file():
