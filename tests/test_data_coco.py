@@ -159,6 +159,8 @@ def _score(loop, images, out, **kw):
     from experiments import score
     kw.setdefault("progress", False)
     kw.setdefault("log", lambda *a: None)
+    # test_full_loop merges some of loop["new"]; the other tests score the whole folder
+    kw.setdefault("include_labelled", True)
     return score.run(loop["w1"], images, out, data_dir=str(loop["data_dir"]), **kw)
 
 
@@ -526,7 +528,8 @@ def test_scoring_uses_every_device(loop, tmp_path):
     env["PYTHONPATH"] = str(root)
     proc = subprocess.run([sys.executable, "-m", "experiments.score", f"--workdir={loop['w1']}",
                            f"--images={loop['new']}", "--top_k=3", f"--out={tmp_path / 'four'}",
-                           f"--data_dir={loop['data_dir']}", "--batch_size=5", "--noprogress"],
+                           f"--data_dir={loop['data_dir']}", "--batch_size=5", "--noprogress",
+                           "--include_labelled"],
                           env=env, capture_output=True, text=True, timeout=400, cwd=root)
     assert proc.returncode == 0, proc.stderr[-3000:]
     import csv
@@ -652,7 +655,7 @@ def test_score_overwrites_only_its_own_output(loop, tmp_path):
     leftover.mkdir()
     said = []
     score.run(loop["w1"], new, out, **{**kw, "log": said.append})   # replaces its own output
-    assert not leftover.exists() and "killed runs" in said[0]
+    assert not leftover.exists() and any("killed runs" in line for line in said)
     with pytest.raises(protocol.SimulationError, match="not the dataset"):
         score.run(loop["w1"], new, tmp_path / "o2", data_dir=tmp_path / "elsewhere", **kw)
 
