@@ -20,8 +20,9 @@ folder holding an earlier output of this command (the marker), never inputs, a d
 workdir; a lock beside `--out` keeps two runs apart and the unfinished folders of killed runs
 are removed; Ctrl-C exits 130 with nothing written. Images already in the run's COCO dataset
 (the same file content as one its train/test/pool.json lists) are left out and said, unless
-`--include_labelled`. The output is readable by all (folders 0o755, files 0o644). Next step: annotate top_k.coco.json in
-any COCO keypoints tool, then `python -m vl4pose_jax.data.coco merge`.
+`--include_labelled`. The output is readable by all (folders 0o755, files 0o644). Next step:
+annotate top_k.coco.json in any COCO keypoints tool, then `python -m vl4pose_jax.data.coco
+merge`.
 """
 from __future__ import annotations
 

@@ -122,7 +122,8 @@ def write_coco17(root, *, n_train=6, n_test=2, rotated=True, extras=True, seed=0
             people = [_pose(20 + rng.uniform(-3, 3), 28 + rng.uniform(-3, 3), 1.6)]
             if split == "train" and i == 0:   # two people side by side
                 people = [_pose(14, 28, 1.4), _pose(46, 28, 1.4)]
-            _picture(64 if len(people) > 1 else 40, 52, people, seed + i).save(root / "images" / name)
+            _picture(64 if len(people) > 1 else 40, 52, people, seed + i).save(
+                root / "images" / name)
             images.append({"id": 10 * i + 7, "file_name": name, "width": 0, "height": 0})
             for k, joints in enumerate(people):
                 anns.append(_ann(1000 + 10 * i + k + (500 if split == "test" else 0),
@@ -327,7 +328,8 @@ def test_the_whole_loop_on_own_data(tmp_path, monkeypatch):
     finally:
         os.umask(umask)
     text = "\n".join(said)
-    assert "1 input(s) already in the dataset" in text and "old copy.png = images/train_02.png" in text
+    assert "1 input(s) already in the dataset" in text
+    assert "old copy.png = images/train_02.png" in text
     assert "4 input(s) not in the boxes file scored as one whole-image crop each" in text
     assert "old copy.png" not in scored.inputs.names and len(scored.inputs.crops) == 6
     assert sorted(scored.person_rank.tolist()) == list(range(1, 7))

@@ -22,9 +22,9 @@ typical person, not given one chance at the top per person; inputs are ranked by
 selection order, then by that score (highest first), so a geometric method (Core-Set) keeps
 its greedy order. With person boxes, an input the boxes file does not list is one whole-image
 crop (said in the output); one listed with no box is not scored. Without boxes an image of
-several people is one whole-image crop whose pose straddles them: give boxes for such images. Predicted
-keypoints are mapped from heatmap cells back to the original image's pixels through the crop.
-Images are taken upright (EXIF orientation applied, `formats.upright`): sizes, boxes and
+several people is one whole-image crop whose pose straddles them: give boxes for such images.
+Predicted keypoints are mapped from heatmap cells back to the original image's pixels through
+the crop. Images are taken upright (EXIF orientation applied, `formats.upright`): sizes, boxes and
 keypoints are those of the picture as viewers and annotation tools show it.
 """
 from __future__ import annotations

@@ -19,7 +19,8 @@ Images are decoded upright (EXIF orientation applied, `formats.upright`), as the
 record their sizes. Coordinates: image pixels (x, y) with pixel centres at integers. Heatmap
 cell k of a stride-4 map covers crop pixels 4k .. 4k+3, so x_cell = (x_px + 0.5) / 4 - 0.5
 (cell centres at integers, as `vl4pose_jax.heatmaps`). The heatmaps are `heatmaps_numpy`, the
-numpy twin of `vl4pose_jax.heatmaps.gaussian_targets` (same formula; the twin keeps JAX out of workers).
+numpy twin of `vl4pose_jax.heatmaps.gaussian_targets` (same formula; the twin keeps JAX out of
+workers).
 """
 from __future__ import annotations
 

@@ -374,8 +374,8 @@ def prepare(manual_dir, *, data_dir=None, root=None, links=None, category=None,
                f"{meta['flips_named']}")
         if meta["never_labelled"]:
             log_fn(f"{name}: warning: joint(s) {meta['never_labelled']} are labelled in no "
-                   f"person of {manual / 'train.json'}: nothing teaches the model where they are; they hang "
-                   "off the tree as leaves and pre-annotations mark them absent (v = 0). Label "
+                   f"person of {manual / 'train.json'}: nothing teaches the model where they "
+                   "are; they hang off the tree as leaves and pre-annotations mark them absent (v = 0). Label "
                    "them in some images, or drop them from the category, to change this.")
         if old and old["links"] != meta["links"] and builder.is_prepared():
             log_fn(f"{name}: the tree differs from the previous build's: a run trained on that "
@@ -399,7 +399,8 @@ def _decoded_size(path: pathlib.Path):
     """(None, (width, height) as shown upright) when the image at `path` decodes whole, else
     (why not, None)."""
     try:
-        return None, base._check_decodes(path, path.read_bytes())  # pylint: disable=protected-access
+        size = base._check_decodes(path, path.read_bytes())  # pylint: disable=protected-access
+        return None, size
     except (base.CorruptImageError, OSError) as err:
         return str(err), None
 
