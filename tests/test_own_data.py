@@ -391,7 +391,7 @@ def test_init_from_carries_the_source_schedule_and_coco_cpu_is_a_valid_protocol(
     source = protocol.make_config("coco_keypoints", ("vl4pose",), protocol="coco_cpu",
                                   data_dir=str(tmp_path / "tfds"), cycle_epochs=3,
                                   lr_schedule="plateau")
-    assert (source.preset, source.epochs, source.rounds) == ("small", 30, 0)
+    assert (source.preset, source.epochs, source.rounds) == ("small", 40, 0)
     protocol.check(source)
     wd.check_config(source, tmp_path / "w0")
     wd.record_data(tmp_path / "w0", source)
