@@ -27,7 +27,6 @@ merge`.
 from __future__ import annotations
 
 import json
-import os
 import pathlib
 import shutil
 import sys
@@ -220,17 +219,6 @@ def _leave_out_labelled(workdir, inputs, data_dir, log):
     return rank.without(inputs, same)
 
 
-def make_readable(out: pathlib.Path):
-    """Folders 0o755 and files 0o644 under `out` (and `out`), whatever the umask or the
-    temporary folder's 0o700: an annotation server running as another user reads them."""
-    os.chmod(out, 0o755)
-    for folder, dirs, files in os.walk(out):
-        for d in dirs:
-            os.chmod(os.path.join(folder, d), 0o755)
-        for f in files:
-            os.chmod(os.path.join(folder, f), 0o644)
-
-
 def run(workdir, images, out, *, top_k, method=None, boxes=None, stride=1, seed=None,
         batch_size=32, workers=None, data_dir=None, skip_corrupt=False, overwrite=False,
         image_url_prefix=None, label_studio_root=None, progress=True, log=print,
@@ -239,7 +227,8 @@ def run(workdir, images, out, *, top_k, method=None, boxes=None, stride=1, seed=
     checked before the model loads; `out` is replaced only when it holds an earlier output
     of this command; the run holds a lock beside `out` and first removes what killed runs
     left there. Images already in the run's COCO dataset are left out (said) unless
-    `include_labelled`; what is written is readable by all (`make_readable`)."""
+    `include_labelled`; what is written is readable by all (`export.make_readable`); a
+    COCO dataset's never-labelled joints are pre-annotated absent (`export.absent_for`)."""
     from vl4pose_jax import export, locking, rank  # pylint: disable=import-outside-toplevel
     out, images = pathlib.Path(out), pathlib.Path(images)
     check_flags(workdir, top_k=top_k, method=method, seed=seed, batch_size=batch_size,
@@ -275,13 +264,12 @@ def run(workdir, images, out, *, top_k, method=None, boxes=None, stride=1, seed=
         info = {"description": "vl4pose_jax pre-annotations", "workdir": str(workdir),
                 "method": scored.method, "round": trained.meta.get("round")}
         check_out(out, images, overwrite)   # again: it may have changed while scoring
+        marker = json.dumps({"written_by": "experiments.score", "workdir": str(workdir),
+                             "method": scored.method, "inputs": str(images)}, indent=1)
         export.write(scored, out, top_k=top_k, category=category, overwrite=overwrite,
                      image_url_prefix=image_url_prefix, label_studio_root=label_studio_root,
-                     info=info)
-        (out / MARKER).write_text(json.dumps(
-            {"written_by": "experiments.score", "workdir": str(workdir),
-             "method": scored.method, "inputs": str(images)}, indent=1))
-        make_readable(out)
+                     info=info, extra_files={MARKER: marker},
+                     absent=export.absent_for(trained.config.dataset, trained.config.data_dir))
     finally:
         lock.release()
     log(f"scored {len(inputs.crops)} crops of {len(inputs.names)} "

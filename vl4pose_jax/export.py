@@ -3,18 +3,26 @@ keypoints file and as Label Studio tasks with predictions, a gallery, and (video
 
 `write(scored, out_dir, top_k=...)` writes into a temporary sibling folder and renames it to
 `out_dir` only when everything is written, so a failed run never leaves output that looks
-complete. Annotation formats are a registry, `FORMATS` (name -> `writer(job, folder)`, a `Job`
-holding the ranking and the top inputs): a new format is one function and one line. Files:
+complete; what it writes is readable by all (folders 0o755, files 0o644, whatever the
+umask: `make_readable`), for an annotation server running as another user. Annotation formats
+are a registry, `FORMATS` (name -> `writer(job, folder)`, a `Job` holding the ranking and the
+top inputs): a new format is one function and one line. Joints that no train.json person of a
+COCO dataset labels (`coco.absent_joints`, `absent_for`) are pre-annotated as absent. Files:
 
   ranking.csv            every crop (one per input without person boxes): rank of its input
                          (1 = most informative; empty for skipped corrupt inputs), input file
-                         or frame, frame number (-1: image), person, input score (its highest
-                         crop score), crop score, the crop's box and `<joint>_x`, `<joint>_y`
-                         predicted keypoints in the original image's pixels.
+                         or frame, frame number (-1: image), person, input score (the mean of
+                         its crops' scores), crop score, `person_rank` (the crop's own place
+                         among all crops, when the ranking has one), the crop's box and
+                         `<joint>_x`, `<joint>_y` predicted keypoints in the original image's
+                         pixels. A text cell a spreadsheet would read as a formula (starting
+                         with = + - @, tab or CR) is prefixed with ' (OWASP CSV injection).
   top_k.coco.json        the top N inputs and their predicted poses as COCO keypoints
                          pre-annotations (v = 2 for every predicted joint, clipped into the
-                         image; `score` per annotation); `file_name` relative to `images_root`
-                         (recorded in `info`): the input folder, or `frames/` for a video.
+                         image; [0, 0, 0] for a never-labelled joint, which `num_keypoints`
+                         leaves out; `score` per annotation); `file_name` relative to
+                         `images_root` (recorded in `info`): the input folder, or `frames/`
+                         for a video.
   label_studio/tasks.json, label_studio/labeling_config.xml
                          Label Studio import (below): one task per top-N input, ordered most
                          unusual first by Label Studio's own prediction-score order.
@@ -32,8 +40,9 @@ task is `{"data": {...}, "predictions": [{"model_version", "score", "result": [.
     `(rank - 1) / N`: 0 for the most unusual input of the N exported.
   * `result`: per person `p<k>` a `rectanglelabels` box (`id` "p<k>": the given person box, else
     the predicted keypoints' box padded by 10 % of its longer side) and one `keypointlabels`
-    result per joint (`id` "p<k>_<joint>", `parentID` "p<k>": tied to that person's box). Values
-    are percent of the image (x% = 100 x / width, Label Studio's own converter's convention).
+    result per joint but the never-labelled ones (`id` "p<k>_<joint>", `parentID` "p<k>": tied
+    to that person's box). Values are percent of the image (x% = 100 x / width, Label Studio's
+    own converter's convention).
   * The config: the image, a `RectangleLabels` "person", a `KeyPointLabels` whose labels carry
     `model_index` (the skeleton's order: Label Studio's COCO export needs it) and a per-region
     `Choices` "visibility" with "occluded" (COCO v = 1) shown when a region is selected.
@@ -79,6 +88,13 @@ def category_for(dataset: str, skeleton, data_dir=None) -> dict:
             "skeleton": [[p + 1, c + 1] for p, c in skeleton.links]}
 
 
+def absent_for(dataset: str, data_dir=None) -> set:
+    """The joints (indices) to pre-annotate as absent: a COCO dataset's never-labelled ones
+    (`coco.absent_joints`, read from its coco_meta.json), else none."""
+    from vl4pose_jax.data import coco  # pylint: disable=import-outside-toplevel
+    return set(coco.absent_joints(data_dir, dataset)) if coco.is_coco(dataset) else set()
+
+
 def _box_of(scored, i):
     box = scored.inputs.crops[i][2]
     if box is not None:
@@ -100,24 +116,39 @@ def _clipped(joints, size):
                      np.clip(joints[:, 1], 0, max(h - 1, 0))], -1)
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_text(value: str) -> str:
+    """A text cell a spreadsheet shows as text: one starting like a formula (`FORMULA_STARTS`)
+    gets a leading ' (OWASP CSV injection advice), e.g. a file named `=1+2.jpg`."""
+    return "'" + value if value.startswith(FORMULA_STARTS) else value
+
+
 def write_ranking_csv(scored, path):
+    """ranking.csv (module doc): every crop, the ranked inputs first; `person_rank` when the
+    ranking has one."""
     names = scored.skeleton.names
     by_input = _crops_by_input(scored)
+    person_rank = getattr(scored, "person_rank", None)
     positions = list(scored.image_order) + [p for p in range(len(scored.inputs.names))
                                             if scored.image_rank[p] == 0]
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["rank", "input", "frame", "person", "input_score", "score", "box_x0",
-                    "box_y0", "box_x1", "box_y1"]
-                   + [f"{n}_{a}" for n in names for a in ("x", "y")])
+        w.writerow([csv_text(t) for t in
+                    ["rank", "input", "frame", "person", "input_score", "score"]
+                    + (["person_rank"] if person_rank is not None else [])
+                    + ["box_x0", "box_y0", "box_x1", "box_y1"]
+                    + [f"{n}_{a}" for n in names for a in ("x", "y")]])
         for pos in positions:
             rank = int(scored.image_rank[pos])
             for i in by_input.get(int(pos), []):
                 ok = bool(scored.ok[i])
                 joints = scored.joints_px[i] if ok else np.full((len(names), 2), np.nan)
-                w.writerow([rank or "", scored.inputs.names[pos], scored.inputs.frames[pos],
-                            scored.inputs.crops[i][1], _num(scored.image_score[pos]),
-                            _num(scored.score[i])]
+                own = ([int(person_rank[i]) or ""] if person_rank is not None else [])
+                w.writerow([rank or "", csv_text(str(scored.inputs.names[pos])),
+                            scored.inputs.frames[pos], scored.inputs.crops[i][1],
+                            _num(scored.image_score[pos]), _num(scored.score[i])] + own
                            + [_num(v) for v in _box_of(scored, i)]
                            + [_num(v) for v in joints.reshape(-1)])
 
@@ -127,7 +158,10 @@ def _num(v):
     return "" if not np.isfinite(v) else f"{v:.6g}" if abs(v) >= 1e-3 or v == 0 else f"{v:.6e}"
 
 
-def coco_dict(scored, top, category, images_root, info=None) -> dict:
+def coco_dict(scored, top, category, images_root, info=None, absent=()) -> dict:
+    """The top inputs' predicted poses as COCO keypoints (module doc); the joints in `absent`
+    (indices) are written [0, 0, 0] and not counted in `num_keypoints`."""
+    absent = set(absent)
     by_input = _crops_by_input(scored)
     images, anns = [], []
     for rank, pos in enumerate(top, 1):
@@ -141,14 +175,15 @@ def coco_dict(scored, top, category, images_root, info=None) -> dict:
         for i in crops:
             joints = _clipped(scored.joints_px[i], (w, h))
             kps = []
-            for x, y in joints.tolist():
-                kps += [round(x, 2), round(y, 2), 2]
+            for j, (x, y) in enumerate(joints.tolist()):
+                kps += [0, 0, 0] if j in absent else [round(x, 2), round(y, 2), 2]
             x0, y0, x1, y1 = _box_of(scored, i)
             x0, y0 = max(0.0, x0), max(0.0, y0)
             x1, y1 = min(float(w), x1), min(float(h), y1)
             anns.append({"id": len(anns) + 1, "image_id": rank,
                          "category_id": category.get("id", 1), "keypoints": kps,
-                         "num_keypoints": len(joints), "bbox": [x0, y0, x1 - x0, y1 - y0],
+                         "num_keypoints": sum(j not in absent for j in range(len(joints))),
+                         "bbox": [x0, y0, x1 - x0, y1 - y0],
                          "area": (x1 - x0) * (y1 - y0), "iscrowd": 0,
                          "score": _float(scored.score[i])})
     return {"info": dict(info or {}, images_root=str(images_root)), "images": images,
@@ -184,14 +219,18 @@ def label_studio_score(rank: int, count: int) -> float:
     return (rank - 1) / max(count, 1)
 
 
-def person_box(scored, i, size, pad=0.1):
+def person_box(scored, i, size, pad=0.1, absent=()):
     """(x0, y0, x1, y1) px of crop `i`'s person: its given box, else the predicted keypoints'
-    box padded by `pad` x its longer side, clipped into the image."""
+    box (but the `absent` joints', unless all are) padded by `pad` x its longer side, clipped
+    into the image."""
     w, h = size
     if scored.inputs.crops[i][2] is not None:
         x0, y0, x1, y1 = _box_of(scored, i)
     else:
         joints = _clipped(scored.joints_px[i], size)
+        absent = set(absent)
+        shown = [j for j in range(len(joints)) if j not in absent]
+        joints = joints[shown] if shown else joints
         (x0, y0), (x1, y1) = joints.min(0), joints.max(0)
         m = pad * max(x1 - x0, y1 - y0, 1.0)
         x0, y0, x1, y1 = x0 - m, y0 - m, x1 + m, y1 + m
@@ -222,8 +261,10 @@ def _region(rid, kind, name, size, value, parent=None):
 
 
 def label_studio_tasks(scored, top, *, image_url_prefix=LOCAL_FILES_PREFIX,
-                       model_version="vl4pose_jax", point_size=0.6) -> list:
-    """One task per input of `top` (module doc): data, a [0, 1] score, boxes and keypoints."""
+                       model_version="vl4pose_jax", point_size=0.6, absent=()) -> list:
+    """One task per input of `top` (module doc): data, a [0, 1] score, boxes and keypoints
+    (none for the joints in `absent`, indices: the annotator adds them where seen)."""
+    absent = set(absent)
     by_input = _crops_by_input(scored)
     names = scored.skeleton.names
     tasks = []
@@ -233,11 +274,13 @@ def label_studio_tasks(scored, top, *, image_url_prefix=LOCAL_FILES_PREFIX,
         result = []
         for i in crops:
             person = f"p{scored.inputs.crops[i][1]}"
-            x0, y0, x1, y1 = person_box(scored, i, (w, h))
+            x0, y0, x1, y1 = person_box(scored, i, (w, h), absent=absent)
             result.append(_region(person, "rectanglelabels", BOX_NAME, (w, h), {
                 "x": 100.0 * x0 / w, "y": 100.0 * y0 / h, "width": 100.0 * (x1 - x0) / w,
                 "height": 100.0 * (y1 - y0) / h, "rotation": 0, "rectanglelabels": [BOX_LABEL]}))
             for j, (x, y) in enumerate(_clipped(scored.joints_px[i], (w, h)).tolist()):
+                if j in absent:
+                    continue
                 result.append(_region(f"{person}_{j}", "keypointlabels", FROM_NAME, (w, h), {
                     "x": 100.0 * x / w, "y": 100.0 * y / h, "width": point_size,
                     "keypointlabels": [names[j]]}, parent=person))
@@ -284,7 +327,8 @@ def gallery(scored, top, images, path, *, tile=160, columns=6):
                 draw_pose(image, scored.joints_px[i], scored.skeleton.links, width=line)
         image = image.resize((max(1, round(w * s)), max(1, round(h * s))), Image.BILINEAR)
         x, y = (k % columns) * tile, (k // columns) * (tile + caption)
-        sheet.paste(image, (x + (tile - image.size[0]) // 2, y + caption + (tile - image.size[1]) // 2))
+        sheet.paste(image, (x + (tile - image.size[0]) // 2,
+                            y + caption + (tile - image.size[1]) // 2))
         score = scored.image_score[int(pos)]
         draw.text((x + 3, y + 1), f"#{k + 1}  {score:.1f}" if np.isfinite(score) else f"#{k + 1}",
                   fill="black")
@@ -295,7 +339,8 @@ def gallery(scored, top, images, path, *, tile=160, columns=6):
 class Job:
     """What an annotation format writes: the ranking, the top inputs' positions (best first),
     the COCO `category`, the folder the images' `file_name`s are relative to, the URL prefix of
-    the images for a web tool, and `info` (run, method, round)."""
+    the images for a web tool, `info` (run, method, round), and `absent`: the joints (indices)
+    to write as absent, not as predicted (`absent_for`)."""
     scored: object
     top: list
     category: dict
@@ -303,12 +348,13 @@ class Job:
     image_url_prefix: str | None
     info: dict | None
     label_studio_root: str | None = None
+    absent: frozenset = frozenset()
 
 
 def write_coco(job: Job, folder: pathlib.Path):
     """top_k.coco.json: COCO keypoints pre-annotations of the top inputs."""
     (folder / "top_k.coco.json").write_text(json.dumps(
-        coco_dict(job.scored, job.top, job.category, job.images_root, job.info),
+        coco_dict(job.scored, job.top, job.category, job.images_root, job.info, job.absent),
         allow_nan=False))
 
 
@@ -319,9 +365,21 @@ def write_label_studio(job: Job, folder: pathlib.Path):
               if job.label_studio_root is not None else job.image_url_prefix)
     (folder / "label_studio" / "tasks.json").write_text(json.dumps(label_studio_tasks(
         job.scored, job.top, image_url_prefix=LOCAL_FILES_PREFIX if prefix is None else prefix,
-        model_version=f"vl4pose_jax {job.scored.method}"), indent=1, allow_nan=False))
+        model_version=f"vl4pose_jax {job.scored.method}", absent=job.absent), indent=1,
+        allow_nan=False))
     (folder / "label_studio" / "labeling_config.xml").write_text(
         labeling_config(job.scored.skeleton.names))
+
+
+def make_readable(out: pathlib.Path):
+    """Folders 0o755 and files 0o644 under `out` (and `out`), whatever the umask or the
+    temporary folder's 0o700: an annotation server running as another user reads them."""
+    os.chmod(out, 0o755)
+    for folder, dirs, files in os.walk(out):
+        for d in dirs:
+            os.chmod(os.path.join(folder, d), 0o755)
+        for f in files:
+            os.chmod(os.path.join(folder, f), 0o644)
 
 
 # Annotation formats: name -> writer(job, folder); a new format is a function and one line.
@@ -330,11 +388,14 @@ FORMATS = {"coco": write_coco, "label_studio": write_label_studio}
 
 def write(scored, out_dir, *, top_k: int, category: dict, overwrite: bool = False,
           image_url_prefix: str | None = None, info: dict | None = None,
-          formats=None, label_studio_root=None) -> pathlib.Path:
-    """Write every output (module doc) into `out_dir`, atomically: the ranking, the gallery
-    and every annotation format of `formats` (names in `FORMATS`; default: all). Label
-    Studio's image URLs: `label_studio_root` (its document root; the images must be in a
-    subfolder of it) or `image_url_prefix` (default `LOCAL_FILES_PREFIX`), not both."""
+          formats=None, label_studio_root=None, absent=(),
+          extra_files: dict | None = None) -> pathlib.Path:
+    """Write every output (module doc) into `out_dir`, atomically and readable by all: the
+    ranking, the gallery, every annotation format of `formats` (names in `FORMATS`; default:
+    all) with the joints of `absent` (indices; `absent_for`) as absent, and `extra_files`
+    (name -> text, e.g. a marker). Label Studio's image URLs: `label_studio_root` (its
+    document root; the images must be in a subfolder of it) or `image_url_prefix` (default
+    `LOCAL_FILES_PREFIX`), not both."""
     if label_studio_root is not None and image_url_prefix is not None:
         raise OutputError(f"--label_studio_root={label_studio_root} and --image_url_prefix="
                           f"{image_url_prefix}: give one (the root makes the prefix)")
@@ -365,13 +426,16 @@ def write(scored, out_dir, *, top_k: int, category: dict, overwrite: bool = Fals
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 image.save(dst)
         job = Job(scored, top, category, images_root, image_url_prefix, info,
-                  label_studio_root)
+                  label_studio_root, frozenset(int(j) for j in absent))
         for name in formats if formats is not None else FORMATS:
             FORMATS[name](job, tmp)
         shown = top[:GALLERY_MAX]
         gallery(scored, shown, dict(rank.iter_images(scored.inputs, shown)), tmp / "gallery.png")
         if scored.skipped:
             (tmp / "skipped.txt").write_text("\n".join(scored.skipped) + "\n")
+        for name, text in (extra_files or {}).items():
+            (tmp / name).write_text(text)
+        make_readable(tmp)
         if out_dir.exists():
             shutil.rmtree(out_dir)
         os.replace(tmp, out_dir)

@@ -9,11 +9,13 @@ written by `experiments.score` (`vl4pose_jax/export.py`). Per task, the newest a
 was not skipped; the person boxes (`RectangleLabels`) and their keypoints (`KeyPointLabels`, tied
 to a box by `parentID`; a keypoint without one goes to the one box that contains it) become one
 COCO annotation each. Percent coordinates become pixels of the original image (x = x% / 100 x
-`original_width`); a joint deleted in Label Studio is absent (v = 0), one marked "occluded"
-(the per-joint `visibility` choice) is v = 1, any other v = 2. `file_name` is the task's
-`data.file_name` (relative to `--images`, the folder that was scored), never Label Studio's
-copy: an image exported twice appears once (its newest annotation), and an image already in the
-dataset is left alone by `merge`. A person box without keypoints is dropped (reported).
+`original_width`), shown upright: an EXIF-rotated photo's size is checked as Label Studio
+shows it (`formats.oriented_size`), and its upright size is written; a joint deleted in Label
+Studio is absent (v = 0), one marked "occluded" (the per-joint `visibility` choice) is v = 1,
+any other v = 2. `file_name` is the task's `data.file_name` (relative to `--images`, the folder
+that was scored), never Label Studio's copy: an image exported twice appears once (its newest
+annotation), and an image already in the dataset is left alone by `merge`. A person box without
+keypoints is dropped (reported).
 
 Label Studio's COCO export (the `result.json`, or the COCO_WITH_IMAGES zip) is read too where it
 is enough: one person per image and no occlusion (it writes every joint v = 2, at whole pixels).
@@ -187,18 +189,22 @@ def coco_annotation(person, num_joints, ann_id, image_id, category_id) -> dict |
 
 
 def _check_image(images, file_name, size, where):
-    """The image under `images` exists and has `size` (else Label Studio labelled another)."""
+    """The image under `images` exists and has `size` upright (EXIF orientation applied, as
+    Label Studio shows it and as its percent coordinates refer to; else it labelled another
+    picture); returns the upright (width, height)."""
     from PIL import Image  # pylint: disable=import-outside-toplevel
+    from vl4pose_jax.data import formats  # pylint: disable=import-outside-toplevel
     path = inside(pathlib.Path(images), file_name)
     if not path.is_file():
         raise LabelStudioError(f"{where}: image {path} not found: --images={images} must be the "
                                "folder that experiments.score ranked (--images there)")
     with Image.open(path) as im:
-        if size is not None and tuple(im.size) != tuple(size):
-            raise LabelStudioError(f"{where}: {path} is {im.size[0]} x {im.size[1]} but was "
-                                   f"labelled as {size[0]} x {size[1]}: --images={images} is not "
-                                   "the folder that was ranked")
-        return tuple(im.size)
+        upright = tuple(formats.oriented_size(im))
+        if size is not None and upright != tuple(size):
+            raise LabelStudioError(f"{where}: {path} is {upright[0]} x {upright[1]} (upright) "
+                                   f"but was labelled as {size[0]} x {size[1]}: --images={images} "
+                                   "is not the folder that was ranked")
+        return upright
 
 
 def from_json_export(tasks: list, category: dict, images, path) -> tuple[dict, dict]:
