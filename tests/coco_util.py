@@ -7,6 +7,14 @@ import numpy as np
 
 from vl4pose_jax import skeletons
 
+# The COCO person category: 17 keypoints and the 19-link skeleton (1-based).
+COCO_PERSON = ["nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder",
+               "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
+               "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle"]
+COCO_PERSON_SKELETON = [[16, 14], [14, 12], [17, 15], [15, 13], [12, 13], [6, 12], [7, 13],
+                        [6, 7], [6, 8], [7, 9], [8, 10], [9, 11], [2, 3], [1, 2], [1, 3],
+                        [2, 4], [3, 5], [4, 6], [5, 7]]
+
 
 def lspet_category():
     sk = skeletons.lsp14

@@ -17,17 +17,12 @@ import pytest
 
 from conftest import require_shared_data
 import coco_util
+from coco_util import COCO_PERSON, COCO_PERSON_SKELETON
 from vl4pose_jax.data import coco
 from vl4pose_jax.data.coco import commands
 
 # ----------------------------------------------------------------------------- no data needed
 
-COCO_PERSON = ["nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder",
-               "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
-               "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle"]
-COCO_PERSON_SKELETON = [[16, 14], [14, 12], [17, 15], [15, 13], [12, 13], [6, 12], [7, 13],
-                        [6, 7], [6, 8], [7, 9], [8, 10], [9, 11], [2, 3], [1, 2], [1, 3],
-                        [2, 4], [3, 5], [4, 6], [5, 7]]
 
 
 def test_tree_from_a_tree_skeleton_keeps_it():

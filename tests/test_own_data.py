@@ -13,15 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from coco_util import COCO_PERSON, COCO_PERSON_SKELETON
 from vl4pose_jax.data import base, coco, formats, transforms
 from vl4pose_jax.data.coco import commands
 
-COCO_PERSON = ["nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder",
-               "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
-               "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle"]
-COCO_PERSON_SKELETON = [[16, 14], [14, 12], [17, 15], [15, 13], [12, 13], [6, 12], [7, 13],
-                        [6, 7], [6, 8], [7, 9], [8, 10], [9, 11], [2, 3], [1, 2], [1, 3],
-                        [2, 4], [3, 5], [4, 6], [5, 7]]
 NEVER = ("left_eye", "right_eye", "left_ear", "right_ear")   # labelled by nobody here
 
 
