@@ -36,7 +36,12 @@ import re
 import sys
 import zipfile
 
-from vl4pose_jax.data.coco.files import CocoError, check_file_name, inside, read_coco
+from absl import app, flags
+from PIL import Image
+
+from vl4pose_jax.data import formats
+from vl4pose_jax.data.coco.files import (CocoError, check_file_name, inside, keypoint_category,
+                                         read_coco)
 
 BOX_TYPE, KEYPOINT_TYPE, CHOICES_TYPE = "rectanglelabels", "keypointlabels", "choices"
 OCCLUDED = "occluded"
@@ -192,8 +197,6 @@ def _check_image(images, file_name, size, where):
     """The image under `images` exists and has `size` upright (EXIF orientation applied, as
     Label Studio shows it and as its percent coordinates refer to; else it labelled another
     picture); returns the upright (width, height)."""
-    from PIL import Image  # pylint: disable=import-outside-toplevel
-    from vl4pose_jax.data import formats  # pylint: disable=import-outside-toplevel
     path = inside(pathlib.Path(images), file_name)
     if not path.is_file():
         raise LabelStudioError(f"{where}: image {path} not found: --images={images} must be the "
@@ -267,7 +270,6 @@ def original_name(file_name: str, images) -> str | None:
 
 def from_coco_export(raw: dict, category: dict, images, path) -> tuple[dict, dict]:
     """(COCO dict, report) from Label Studio's COCO export, where it is enough (module doc)."""
-    from vl4pose_jax.data.coco.files import keypoint_category  # pylint: disable=import-outside-toplevel
     names = list(category["keypoints"])
     cat = keypoint_category(raw, path)
     if list(cat["keypoints"]) != names:
@@ -348,7 +350,6 @@ def write_json(obj, path):
 
 
 def main(argv):
-    from absl import flags  # pylint: disable=import-outside-toplevel
     f = flags.FLAGS
     if len(argv) != 2:
         print("usage: python -m vl4pose_jax.data.coco.labelstudio EXPORT.json --images=NEW "
@@ -376,7 +377,6 @@ def main(argv):
 
 
 def _define_flags():
-    from absl import flags  # pylint: disable=import-outside-toplevel
     flags.DEFINE_string("images", None, "The folder experiments.score ranked (the tasks' "
                         "file names are relative to it).")
     flags.DEFINE_string("manual_dir", None, "The dataset's folder: the joints are its "
@@ -386,6 +386,5 @@ def _define_flags():
 
 
 if __name__ == "__main__":
-    from absl import app  # pylint: disable=import-outside-toplevel
     _define_flags()
     app.run(main)
