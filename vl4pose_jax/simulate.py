@@ -182,8 +182,9 @@ def run_method(config: Config, d: Data, method: str, workdir: pathlib.Path, rows
         if rnd > 0 and config.retrain == "scratch":
             state = parallel.replicate(n.init(round_key(config.seed, rnd, "init")), mesh)
         # --init_from fine-tunes: its round 0 is a cycle of the warm-started schedule
-        first = rnd == 0 and not config.init_from
-        epochs = config.epochs if first or config.retrain == "scratch" else config.cycle_epochs
+        from_scratch = rnd == 0 and not config.init_from
+        epochs = (config.epochs if from_scratch or config.retrain == "scratch"
+                  else config.cycle_epochs)
         warm = config.init_from if rnd == 0 else config.retrain == "finetune"
         if warm and config.optimizer_state == "fresh":   # a new Adam, as the reference
             state = n.fresh_optimizer(state)
