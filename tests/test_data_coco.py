@@ -655,6 +655,24 @@ def test_score_overwrites_only_its_own_output(loop, tmp_path):
         score.run(loop["w1"], new, tmp_path / "o2", data_dir=tmp_path / "elsewhere", **kw)
 
 
+def _flock_held(path) -> bool:
+    """Whether another process holds `path`'s flock now (a lock file keeps its holder's details
+    after release, so its content says nothing)."""
+    import fcntl
+    import os
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
 def test_score_command_line_ctrl_c_and_bad_flags(loop, tmp_path):
     """The real command: a bad flag is one line at once; Ctrl-C during the run exits 130
     with nothing written and no traceback."""
@@ -679,9 +697,10 @@ def test_score_command_line_ctrl_c_and_bad_flags(loop, tmp_path):
                               text=True, cwd=root)
     lock = tmp_path / ".score-o.lock"
     end = time.monotonic() + 120
-    while not (lock.is_file() and lock.read_text().strip()) and holder.poll() is None:
+    while not _flock_held(lock) and holder.poll() is None:   # the file outlives its holder
         assert time.monotonic() < end
         time.sleep(0.05)
+    assert holder.poll() is None, "the run ended before it could be interrupted"
     holder.send_signal(signal.SIGINT)
     _, err = holder.communicate(timeout=120)
     assert holder.returncode == 130, err[-2000:]
