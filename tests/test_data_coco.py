@@ -693,8 +693,11 @@ def test_score_command_line_ctrl_c_and_bad_flags(loop, tmp_path):
         assert proc.returncode == 1 and proc.stderr.startswith(said), proc.stderr
         assert "Traceback" not in proc.stderr and time.monotonic() - t0 < 60
     assert (loop["manual"] / "train.json").is_file()
+    # as from a terminal: a shell's background job (e.g. CI under nohup ... &) starts with
+    # SIGINT ignored, which Python then leaves ignored
     holder = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                              text=True, cwd=root)
+                              text=True, cwd=root,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     lock = tmp_path / ".score-o.lock"
     end = time.monotonic() + 120
     while not _flock_held(lock) and holder.poll() is None:   # the file outlives its holder
