@@ -21,7 +21,7 @@ setup(
     packages=find_packages(include=["vl4pose_jax", "vl4pose_jax.*", "experiments", "experiments.*"]),
     install_requires=requirements,
     extras_require={
-        "test": ["pytest>=9.2.0", "scikit-image>=0.26.0", "pycocotools>=2.0.11"],
+        "test": ["pytest>=9.2.0", "pytest-xdist>=3.8.0", "scikit-image>=0.26.0", "pycocotools>=2.0.11"],
         # Label Studio beside this project (tests/test_labelstudio.py finds it). 1.22.0 is the
         # newest that co-installs: 1.23.x needs label-studio-sdk 2.1 -> opencv-python-headless
         # < 4.13 -> numpy < 2.3, against our numpy >= 2.4.6. Its google-cloud-logging makes
