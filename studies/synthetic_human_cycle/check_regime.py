@@ -1,6 +1,6 @@
 """The study's regime check on random's rows alone (studies/README.md, the plan): per seed,
 round-0 in-distribution test PCK@0.2 >= 70 and no fall of more than 2 points from one round to
-the next. Reads only rows whose method is 'random'; prints one line per seed and a JSON summary.
+the next. Reads only rows whose method is 'random'; prints one line per seed and a JSON summary (the last line; `failing`: the seeds that fail).
 
     python studies/synthetic_human_cycle/check_regime.py [RAW_FOLDER]
 """
@@ -34,7 +34,8 @@ def main(argv) -> int:
     for seed, curve in curves.items():
         print(f"seed {seed}: " + " -> ".join(f"{v:.1f}" for v in curve)
               + ("  ok" if check(curve) else "  FAILS"))
-    print(json.dumps({"seeds": len(curves), "pass": sum(map(check, curves.values()))}))
+    print(json.dumps({"seeds": len(curves), "pass": sum(map(check, curves.values())),
+                      "failing": [seed for seed, curve in curves.items() if not check(curve)]}))
     return 0
 
 
