@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's first command in the cycle-training regime (issue 27; the synthetic_human
 # protocol's defaults), on a fresh data directory (data build included), timed by
-# /usr/bin/time -v on a quiet machine. The commit it ran on is in COMMIT.
+# /usr/bin/time -v on a quiet machine (time.txt). The commit it ran on is in COMMIT.
+# 8 min 54 s wall clock and 1.96 GB peak RSS on the 2-core CPU machine (quiet), 2026-12-06.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DATA=$(mktemp -d)
