@@ -1,6 +1,7 @@
 """The study's regime check on random's rows alone (studies/README.md, the plan): per seed,
 round-0 in-distribution test PCK@0.2 >= 70 and no fall of more than 2 points from one round to
-the next. Reads only rows whose method is 'random'; prints one line per seed and a JSON summary (the last line; `failing`: the seeds that fail).
+the next. Reads only rows whose method is 'random'; prints one line per seed and, last, a JSON
+summary (`failing`: the seeds that fail).
 
     python studies/synthetic_human_cycle/check_regime.py [RAW_FOLDER]
 """
