@@ -130,7 +130,7 @@ def write_ranking_csv(scored, path):
     ranking has one."""
     names = scored.skeleton.names
     by_input = _crops_by_input(scored)
-    person_rank = getattr(scored, "person_rank", None)
+    person_rank = scored.person_rank
     positions = list(scored.image_order) + [p for p in range(len(scored.inputs.names))
                                             if scored.image_rank[p] == 0]
     with open(path, "w", newline="") as fh:
